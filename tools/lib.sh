@@ -1,0 +1,58 @@
+# shellcheck shell=bash
+# Common settings for the tools/ commands. Sourced, not run.
+#
+# Everything large (base package, kernel trees, build dirs, venv) lives under
+# $CACHE, outside the repo, so rebuilds are incremental and the repo stays small.
+
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dmabuf-series}
+
+# The default base: Debian's linux-source-7.3 binary package (upstream 7.3.4
+# plus Debian's patches). Pinned here and nowhere else.
+BASE_PKG=linux-source-7.3
+BASE_PKG_VERSION=7.3.4-1~bpo13+1
+BASE_SUITE=trixie-backports
+BASE_MIRROR=http://deb.debian.org/debian
+BASE_NAME=linux-7.3.4-debian
+
+# Pinned userspace tools.
+VIRTME_NG_VERSION=1.42
+B4_VERSION=0.16.0
+BINDGEN_VERSION=0.73.0
+
+VENV=$CACHE/venv
+BASE_GIT=$CACHE/base            # git repo: base commit (+ series branch)
+WORK=${WORK:-$CACHE/work}       # work tree the series is applied in
+BUILD=$CACHE/build              # O= build dirs, one per config
+LOGS=$CACHE/logs
+RESULTS=$CACHE/results
+
+# Rust toolchain: Debian's rustc-web (has rust-src), never rustup's.
+# bindgen needs libclang >= 17: bookworm's default (14) is too old, use 19.
+export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
+BINDGEN=${BINDGEN:-$HOME/.cargo/bin/bindgen}
+MAKE_RUST=(RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
+	   RUSTFMT=/usr/bin/rustfmt CLIPPY_DRIVER=/usr/bin/clippy-driver
+	   BINDGEN="$BINDGEN")
+JOBS=${JOBS:-$(nproc)}
+
+export PATH="$VENV/bin:$PATH"
+
+say()  { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+info() { printf '    %s\n' "$*" >&2; }
+die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The kernel tree the series is applied to, as a git work tree.
+work_tree() {
+	[ -d "$WORK/.git" ] || [ -f "$WORK/.git" ] ||
+		die "no work tree at $WORK: run tools/series apply first"
+	echo "$WORK"
+}
+
+# kmake DIR ARGS...: make in the work tree with the Rust toolchain options.
+kmake() {
+	local o=$1; shift
+	make -C "$(work_tree)" O="$o" "${MAKE_RUST[@]}" -j"$JOBS" "$@"
+}

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Collect test results into one record per test case.
+
+Every test stage appends lines "STAGE<TAB>NAME<TAB>pass|fail|skip" to a
+results file; `summary` prints the failures and ends with the line
+"N passed, N failed" over everything that ran.
+
+  results.py tap RESULTS STAGE FILE...     kselftest TAP output (one per binary)
+  results.py kunit RESULTS STAGE JSON      kunit.py --json output
+  results.py dmesg RESULTS STAGE FILE      kernel log: WARNING/BUG/lockdep/KASAN
+  results.py check RESULTS STAGE NAME OK   one named check, OK = 0 (pass) or not
+  results.py summary RESULTS               the final line; exit 1 on a failure
+  results.py pattern FILE                  exit 0 if FILE holds, at 1 MiB, the
+                                           64 KiB pattern vfio_pci_dmabuf_test
+                                           writes through the BAR
+"""
+import json
+import re
+import sys
+
+
+def record(results, stage, name, result):
+    with open(results, "a") as f:
+        f.write(f"{stage}\t{name}\t{result}\n")
+
+
+def parse_tap(results, stage, files):
+    """kselftest_harness TAP: 'ok N name', 'not ok N name', '# SKIP'."""
+    for path in files:
+        binary = path.rsplit("/", 1)[-1].removesuffix(".tap")
+        seen = 0
+        planned = None
+        status = None
+        for line in open(path, errors="replace"):
+            line = line.rstrip("\n")
+            m = re.match(r"^1\.\.(\d+)$", line)
+            if m:
+                planned = int(m.group(1))
+                continue
+            m = re.match(r"^# exit status: (\d+)$", line)
+            if m:
+                status = int(m.group(1))
+                continue
+            m = re.match(r"^(not ok|ok) \d+ (.*?)(\s+#\s*(SKIP|skip|XFAIL).*)?$", line)
+            if not m:
+                continue
+            seen += 1
+            name = m.group(2).strip()
+            if m.group(4) and m.group(4).upper() == "SKIP":
+                res = "skip"
+            elif m.group(1) == "ok":
+                res = "pass"
+            else:
+                res = "fail"
+            record(results, stage, f"{binary}.{name}", res)
+        # A binary that crashed or was cut short is a failure of its own.
+        if planned is None or seen != planned:
+            record(results, stage, f"{binary}: ran {seen} of {planned} planned tests", "fail")
+        elif status not in (0, 4):  # 4 = KSFT_SKIP
+            record(results, stage, f"{binary}: exit status {status}", "fail")
+
+
+def parse_kunit(results, stage, path):
+    """kunit.py --json (KernelCI-like): test_cases nested in sub_groups."""
+    data = json.load(open(path))
+
+    def walk(group, prefix):
+        for case in group.get("test_cases", []):
+            status = case.get("status", "FAIL")
+            res = {"PASS": "pass", "SKIP": "skip"}.get(status, "fail")
+            record(results, stage, f"{prefix}{case['name']}", res)
+        for sub in group.get("sub_groups", []):
+            walk(sub, f"{prefix}{sub['name']}.")
+
+    walk(data, "")
+    if not data.get("sub_groups") and not data.get("test_cases"):
+        record(results, stage, "no KUnit results", "fail")
+
+
+# Reports that fail a boot whatever the tests said. Lockdep reports all
+# start with "WARNING: ..." or "BUG: ..." (or the INFO line below); plain
+# mentions such as "RCU lockdep checking is enabled" are not reports.
+BAD = re.compile(
+    r"(WARNING:|BUG:|Kernel panic|Oops|general protection fault|"
+    r"INFO: trying to register non-static key|DEBUG_LOCKS_WARN_ON|"
+    r"KASAN:|UBSAN:|kmemleak: .* new suspected memory leaks|"
+    r"INFO: task .* blocked|rcu_sched self-detected stall|"
+    r"refcount_t:|list_(add|del) corruption)"
+)
+
+
+def parse_dmesg(results, stage, path):
+    try:
+        lines = open(path, errors="replace").read().splitlines()
+    except OSError:
+        record(results, stage, f"kernel log {path} missing", "fail")
+        return
+    hits = [l for l in lines if BAD.search(l)]
+    for l in hits[:20]:
+        print(f"{stage}: kernel log: {l}", file=sys.stderr)
+    record(results, stage, "kernel log clean (no WARNING/BUG/lockdep/KASAN)",
+           "fail" if hits else "pass")
+
+
+def summary(results):
+    passed = failed = skipped = 0
+    try:
+        rows = [l.rstrip("\n").split("\t") for l in open(results)]
+    except FileNotFoundError:
+        rows = []
+    for stage, name, res in rows:
+        if res == "pass":
+            passed += 1
+        elif res == "skip":
+            skipped += 1
+        else:
+            failed += 1
+            print(f"FAIL {stage}: {name}")
+    stages = {}
+    for stage, _, res in rows:
+        s = stages.setdefault(stage, [0, 0, 0])
+        s[{"pass": 0, "fail": 1, "skip": 2}.get(res, 1)] += 1
+    for stage, (p, f, s) in stages.items():
+        print(f"  {stage}: {p} passed, {f} failed, {s} skipped")
+    if skipped:
+        print(f"({skipped} skipped)")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not rows else 0
+
+
+# Must match PATTERN_* and pattern_word() in vfio_pci_dmabuf_test.c.
+PATTERN_OFFSET, PATTERN_SIZE, PATTERN_MAGIC = 1 << 20, 64 << 10, 0x564649444D414255
+
+
+def pattern_ok(path):
+    import struct
+    with open(path, "rb") as f:
+        f.seek(PATTERN_OFFSET)
+        data = f.read(PATTERN_SIZE)
+    want = b"".join(struct.pack("<Q", PATTERN_MAGIC ^ ((i * 0x9E3779B97F4A7C15) % 2**64))
+                    for i in range(PATTERN_SIZE // 8))
+    return data == want
+
+
+def main(argv):
+    cmd = argv[1] if len(argv) > 1 else ""
+    if cmd == "tap":
+        parse_tap(argv[2], argv[3], argv[4:])
+    elif cmd == "kunit":
+        parse_kunit(argv[2], argv[3], argv[4])
+    elif cmd == "dmesg":
+        parse_dmesg(argv[2], argv[3], argv[4])
+    elif cmd == "check":
+        record(argv[2], argv[3], argv[4], "pass" if argv[5] == "0" else "fail")
+    elif cmd == "pattern":
+        ok = pattern_ok(argv[2])
+        print(f"host: {PATTERN_SIZE >> 10} KiB at BAR offset {PATTERN_OFFSET >> 20} MiB "
+              f"{'match' if ok else 'do NOT match'} the guest's pattern")
+        return 0 if ok else 1
+    elif cmd == "summary":
+        return summary(argv[2])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
