@@ -24,8 +24,16 @@ BINDGEN_VERSION=0.73.0
 
 VENV=$CACHE/venv
 BASE_GIT=$CACHE/base            # git repo: base commit (+ series branch)
-WORK=${WORK:-$CACHE/work}       # work tree the series is applied in
-BUILD=$CACHE/build              # O= build dirs, one per config
+# With KDIR=<your tree>, the series gets a work tree (a git worktree of
+# KDIR) and build dirs of its own: yours is not touched, ours not mixed up.
+if [ -n "${KDIR:-}" ]; then
+	KDIR=$(realpath "$KDIR")
+	WORK=${WORK:-$CACHE/work-kdir}
+	BUILD=$CACHE/build-kdir
+else
+	WORK=${WORK:-$CACHE/work}       # work tree the series is applied in
+	BUILD=$CACHE/build              # O= build dirs, one per config
+fi
 LOGS=$CACHE/logs
 RESULTS=$CACHE/results
 

@@ -18,6 +18,9 @@
 #include <sys/mman.h>
 
 #include <linux/compiler.h>
+#include <linux/iommufd.h>
+#include <linux/limits.h>
+#include <linux/pci_regs.h>
 #include <linux/sizes.h>
 #include <linux/vfio.h>
 
@@ -129,6 +132,92 @@ static __u64 fdinfo_size(int fd)
 	if (fdinfo_get(fd, "size", val, sizeof(val)))
 		return 0;
 	return strtoull(val, NULL, 0);
+}
+
+#define TEST_IOVA	SZ_4G
+
+/* IOMMU_IOAS_MAP_FILE of [start, start + length) of a dma-buf at @iova. */
+static int ioas_map_file(struct iommu *iommu, int fd, __u64 start,
+			 __u64 length, __u64 iova)
+{
+	struct iommu_ioas_map_file map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = iommu->ioas_id,
+		.fd = fd,
+		.start = start,
+		.length = length,
+		.iova = iova,
+	};
+
+	return ioctl(iommu->iommufd, IOMMU_IOAS_MAP_FILE, &map) ? -errno : 0;
+}
+
+static int ioas_unmap(struct iommu *iommu, __u64 iova, __u64 length)
+{
+	struct iommu_ioas_unmap unmap = {
+		.size = sizeof(unmap),
+		.ioas_id = iommu->ioas_id,
+		.iova = iova,
+		.length = length,
+	};
+
+	return ioctl(iommu->iommufd, IOMMU_IOAS_UNMAP, &unmap) ? -errno : 0;
+}
+
+/*
+ * Physical address an IOVA translates to, with IOMMU_IOAS_NOIOMMU_GET_PA.
+ * Only for devices in no-IOMMU mode: -EOPNOTSUPP (or -ENOTTY) otherwise.
+ */
+static int ioas_get_pa(struct iommu *iommu, __u64 iova, __u64 *pa)
+{
+	struct iommu_ioas_noiommu_get_pa get = {
+		.size = sizeof(get),
+		.ioas_id = iommu->ioas_id,
+		.iova = iova,
+		.length = getpagesize(),
+	};
+
+	if (ioctl(iommu->iommufd, IOMMU_IOAS_NOIOMMU_GET_PA, &get))
+		return -errno;
+	*pa = get.out_phys;
+	return 0;
+}
+
+/* Bus address of a BAR, from sysfs. */
+static __u64 bar_phys(const char *bdf, int bar)
+{
+	unsigned long long start = 0, end, flags;
+	char path[PATH_MAX];
+	FILE *f;
+	int i;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource", bdf);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	for (i = 0; i <= bar; i++) {
+		if (fscanf(f, "%llx %llx %llx", &start, &end, &flags) != 3) {
+			start = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return start;
+}
+
+/* Byte offset in the BAR of byte @off of a dma-buf made of @r. */
+static __u64 dmabuf_to_bar(const struct vfio_region_dma_range *r, int n, __u64 off)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (off < r[i].length)
+			return r[i].offset + off;
+		off -= r[i].length;
+	}
+	return ~0ULL;
 }
 
 FIXTURE(vfio_pci_dmabuf) {
@@ -453,6 +542,114 @@ TEST_F(vfio_pci_dmabuf, outlives_device_fd)
 	EXPECT_EQ(SZ_64K, fdinfo_size(fd));
 	ASSERT_EQ(0, close(fd));
 	self->device = vfio_pci_device_init(device_bdf, self->iommu);
+}
+
+/*
+ * iommufd imports a dma-buf of several ranges (IOMMU_IOAS_MAP_FILE), whole
+ * or from an offset. In no-IOMMU mode, each IOVA page is checked to
+ * translate to the right page of the BAR.
+ */
+TEST_F(vfio_pci_dmabuf, iommufd_map_several_ranges)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range r[] = {
+		{ .offset = 2 * pg, .length = 2 * pg },
+		{ .offset = 8 * pg, .length = 3 * pg },
+		{ .offset = 0, .length = pg },
+	};
+	const struct { __u64 start, length; } maps[] = {
+		{ 0, 6 * pg },		/* all of it */
+		{ pg, 4 * pg },		/* across the first two ranges */
+		{ 5 * pg, pg },		/* the last range only */
+	};
+	__u64 base = bar_phys(device_bdf, self->bar), pa, i;
+	bool check_pa = true;
+	int fd, m, ret;
+
+	ASSERT_NE(0, base);
+	fd = dmabuf_export(self->device->fd, self->bar, r, ARRAY_SIZE(r));
+	ASSERT_GE(fd, 0);
+
+	for (m = 0; m < ARRAY_SIZE(maps); m++) {
+		ret = ioas_map_file(self->iommu, fd, maps[m].start, maps[m].length,
+				    TEST_IOVA);
+		ASSERT_EQ(0, ret) TH_LOG("map %d: %s", m, strerror(-ret));
+
+		for (i = 0; check_pa && i < maps[m].length; i += pg) {
+			ret = ioas_get_pa(self->iommu, TEST_IOVA + i, &pa);
+			if (ret == -EOPNOTSUPP || ret == -ENOTTY) {
+				TH_LOG("not in no-IOMMU mode: translations not checked");
+				check_pa = false;
+				break;
+			}
+			ASSERT_EQ(0, ret);
+			EXPECT_EQ(base + dmabuf_to_bar(r, ARRAY_SIZE(r),
+						       maps[m].start + i), pa)
+				TH_LOG("map %d, page %llu", m, i / pg);
+		}
+		ASSERT_EQ(0, ioas_unmap(self->iommu, TEST_IOVA, maps[m].length));
+	}
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * Disabling memory decode revokes the iommufd import: the IOVAs no longer
+ * translate and new imports fail until memory is enabled again. The
+ * revoked import is not restored by re-enabling; it can still be unmapped.
+ */
+TEST_F(vfio_pci_dmabuf, iommufd_revoke_on_memory_disable)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range r[] = {
+		{ .offset = 4 * pg, .length = pg },
+		{ .offset = 0, .length = 2 * pg },
+	};
+	__u64 pa, len = 3 * pg;
+	bool noiommu;
+	int fd, ret;
+
+	fd = dmabuf_export(self->device->fd, self->bar, r, ARRAY_SIZE(r));
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, ioas_map_file(self->iommu, fd, 0, len, TEST_IOVA));
+	ret = ioas_get_pa(self->iommu, TEST_IOVA, &pa);
+	noiommu = ret != -EOPNOTSUPP && ret != -ENOTTY;
+	if (noiommu)
+		ASSERT_EQ(0, ret);
+
+	vfio_pci_cmd_clear(self->device, PCI_COMMAND_MEMORY);
+
+	if (noiommu)
+		EXPECT_EQ(-EINVAL, ioas_get_pa(self->iommu, TEST_IOVA, &pa));
+	EXPECT_EQ(-ENODEV, ioas_map_file(self->iommu, fd, 0, len, TEST_IOVA + len));
+
+	vfio_pci_cmd_set(self->device, PCI_COMMAND_MEMORY);
+
+	/* the old import stays revoked, a new one works */
+	if (noiommu)
+		EXPECT_EQ(-EINVAL, ioas_get_pa(self->iommu, TEST_IOVA, &pa));
+	ASSERT_EQ(0, ioas_map_file(self->iommu, fd, 0, len, TEST_IOVA + len));
+	if (noiommu) {
+		ASSERT_EQ(0, ioas_get_pa(self->iommu, TEST_IOVA + len, &pa));
+		EXPECT_EQ(bar_phys(device_bdf, self->bar) + 4 * pg, pa);
+	}
+
+	EXPECT_EQ(0, ioas_unmap(self->iommu, TEST_IOVA, len));
+	EXPECT_EQ(0, ioas_unmap(self->iommu, TEST_IOVA + len, len));
+	ASSERT_EQ(0, close(fd));
+}
+
+/* iommufd cannot import more than the dma-buf holds. */
+TEST_F(vfio_pci_dmabuf, iommufd_map_past_end)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range r = { .offset = 0, .length = 2 * pg };
+	int fd;
+
+	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(fd, 0);
+	EXPECT_EQ(-EINVAL, ioas_map_file(self->iommu, fd, pg, 2 * pg, TEST_IOVA));
+	EXPECT_EQ(-EINVAL, ioas_map_file(self->iommu, fd, 0, 3 * pg, TEST_IOVA));
+	ASSERT_EQ(0, close(fd));
 }
 
 int main(int argc, char *argv[])
