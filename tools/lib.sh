@@ -64,3 +64,20 @@ kmake() {
 	local o=$1; shift
 	make -C "$(work_tree)" O="$o" "${MAKE_RUST[@]}" -j"$JOBS" "$@"
 }
+
+# configure_frags SRC O FRAGMENT...: O/.config = allnoconfig + the fragments,
+# regenerated only when the fragments changed (so builds stay incremental).
+# Returns 0 if it (re)configured, 1 if the existing .config was kept.
+configure_frags() {
+	local src=$1 o=$2 sum; shift 2
+	mkdir -p "$o"
+	sum=$(cat "$@" | sha256sum | cut -c1-16)
+	if [ -f "$o/.config" ] && [ "$(cat "$o/.frag-sum" 2>/dev/null)" = "$sum" ]; then
+		return 1
+	fi
+	make -C "$src" O="$o" "${MAKE_RUST[@]}" -s allnoconfig >/dev/null
+	(cd "$src" && scripts/kconfig/merge_config.sh -m -O "$o" "$o/.config" "$@" \
+		>"$LOGS/merge-config.log")
+	make -C "$src" O="$o" "${MAKE_RUST[@]}" -s olddefconfig >/dev/null
+	echo "$sum" >"$o/.frag-sum"
+}
