@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Tests of the Rust dma-buf exporter sample (samples/rust/rust_dma_buf_exporter.rs):
+ * export through its misc device, mmap() of the dma-buf, and the errors of bad requests.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include <linux/dma-buf.h>
+#include <linux/types.h>
+
+#include "../../kselftest_harness.h"
+
+#define DEVICE "/dev/rust-dma-buf-exporter"
+
+struct rust_dma_buf_export {
+	__u64 size;
+	__u32 flags;
+	__s32 fd;
+};
+
+#define RUST_DMA_BUF_EXPORT _IOWR('|', 0x90, struct rust_dma_buf_export)
+
+#define MAX_SIZE (16UL << 20)
+
+static long page_size;
+
+static int export(int dev, __u64 size, __u32 flags)
+{
+	struct rust_dma_buf_export arg = { .size = size, .flags = flags, .fd = -1 };
+
+	if (ioctl(dev, RUST_DMA_BUF_EXPORT, &arg))
+		return -errno;
+	return arg.fd;
+}
+
+/* Number of open file descriptors of this process. */
+static int nr_fds(void)
+{
+	int n = 0, fd;
+
+	for (fd = 0; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) != -1)
+			n++;
+	return n;
+}
+
+static void fill(unsigned char *p, size_t len, unsigned int seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		p[i] = (unsigned char)(i * 7 + seed + (i >> 12));
+}
+
+static int check(const unsigned char *p, size_t len, unsigned int seed, size_t from)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != (unsigned char)((i + from) * 7 + seed + ((i + from) >> 12)))
+			return -1;
+	return 0;
+}
+
+FIXTURE(exporter) {
+	int dev;
+};
+
+FIXTURE_SETUP(exporter)
+{
+	page_size = sysconf(_SC_PAGESIZE);
+	self->dev = open(DEVICE, O_RDWR);
+	if (self->dev < 0)
+		SKIP(return, DEVICE " not available (CONFIG_SAMPLE_RUST_DMA_BUF_EXPORTER)");
+}
+
+FIXTURE_TEARDOWN(exporter)
+{
+	if (self->dev >= 0)
+		close(self->dev);
+}
+
+TEST_F(exporter, export_size)
+{
+	size_t size = 5 * page_size;
+	int fd = export(self->dev, size, 0);
+
+	ASSERT_GE(fd, 0);
+	/* The dma-buf core reports the size through lseek(). */
+	EXPECT_EQ(size, lseek(fd, 0, SEEK_END));
+	/* Exported close-on-exec. */
+	EXPECT_EQ(FD_CLOEXEC, fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	EXPECT_EQ(0, close(fd));
+}
+
+TEST_F(exporter, mmap_zeroed_write_read)
+{
+	size_t size = 8 * page_size;
+	unsigned char *p, *q;
+	int fd = export(self->dev, size, 0);
+
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	/* New buffers are zeroed. */
+	for (size_t i = 0; i < size; i++)
+		ASSERT_EQ(0, p[i]);
+	fill(p, size, 3);
+	ASSERT_EQ(0, munmap(p, size));
+
+	/* A new mapping shows the same pages. */
+	q = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, q);
+	EXPECT_EQ(0, check(q, size, 3, 0));
+	ASSERT_EQ(0, munmap(q, size));
+	close(fd);
+}
+
+TEST_F(exporter, mmap_offset)
+{
+	size_t size = 6 * page_size;
+	unsigned char *p, *q;
+	int fd = export(self->dev, size, 0);
+
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	fill(p, size, 11);
+
+	/* Pages 2..4 of the buffer, mapped from offset 2 pages. */
+	q = mmap(NULL, 3 * page_size, PROT_READ, MAP_SHARED, fd, 2 * page_size);
+	ASSERT_NE(MAP_FAILED, q);
+	EXPECT_EQ(0, check(q, 3 * page_size, 11, 2 * page_size));
+	ASSERT_EQ(0, munmap(q, 3 * page_size));
+
+	/* The last page alone. */
+	q = mmap(NULL, page_size, PROT_READ, MAP_SHARED, fd, 5 * page_size);
+	ASSERT_NE(MAP_FAILED, q);
+	EXPECT_EQ(0, check(q, page_size, 11, 5 * page_size));
+	ASSERT_EQ(0, munmap(q, page_size));
+	ASSERT_EQ(0, munmap(p, size));
+	close(fd);
+}
+
+TEST_F(exporter, mmap_aliases)
+{
+	size_t size = 4 * page_size;
+	unsigned char *a, *b;
+	int fd = export(self->dev, size, 0), fd2;
+
+	ASSERT_GE(fd, 0);
+	fd2 = dup(fd);
+	ASSERT_GE(fd2, 0);
+	a = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, a);
+	b = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 0);
+	ASSERT_NE(MAP_FAILED, b);
+	ASSERT_NE(a, b);
+	a[page_size + 5] = 0x5a;
+	EXPECT_EQ(0x5a, b[page_size + 5]);
+	b[3 * page_size] = 0xa5;
+	EXPECT_EQ(0xa5, a[3 * page_size]);
+	munmap(a, size);
+	munmap(b, size);
+	close(fd);
+	close(fd2);
+}
+
+TEST_F(exporter, mapping_outlives_fd)
+{
+	size_t size = 2 * page_size;
+	unsigned char *p;
+	int fd = export(self->dev, size, 0);
+
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, close(fd));
+	/* The mapping holds the buffer. */
+	fill(p, size, 23);
+	EXPECT_EQ(0, check(p, size, 23, 0));
+	ASSERT_EQ(0, munmap(p, size));
+}
+
+TEST_F(exporter, buffers_are_distinct)
+{
+	size_t size = page_size;
+	unsigned char *a, *b;
+	int fa = export(self->dev, size, 0), fb = export(self->dev, size, 0);
+
+	ASSERT_GE(fa, 0);
+	ASSERT_GE(fb, 0);
+	a = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fa, 0);
+	b = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fb, 0);
+	ASSERT_NE(MAP_FAILED, a);
+	ASSERT_NE(MAP_FAILED, b);
+	a[0] = 1;
+	EXPECT_EQ(0, b[0]);
+	munmap(a, size);
+	munmap(b, size);
+	close(fa);
+	close(fb);
+}
+
+TEST_F(exporter, mmap_beyond_size)
+{
+	size_t size = 2 * page_size;
+	int fd = export(self->dev, size, 0);
+
+	ASSERT_GE(fd, 0);
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, 3 * page_size, PROT_READ, MAP_SHARED, fd, 0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, page_size, PROT_READ, MAP_SHARED, fd, 2 * page_size));
+	EXPECT_EQ(EINVAL, errno);
+	close(fd);
+}
+
+TEST_F(exporter, mmap_private)
+{
+	size_t size = page_size;
+	int fd = export(self->dev, size, 0);
+
+	ASSERT_GE(fd, 0);
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0));
+	EXPECT_EQ(EINVAL, errno);
+	close(fd);
+}
+
+TEST_F(exporter, dma_buf_sync)
+{
+	struct dma_buf_sync sync = { .flags = DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW };
+	int fd = export(self->dev, page_size, 0);
+
+	ASSERT_GE(fd, 0);
+	EXPECT_EQ(0, ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync));
+	sync.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW;
+	EXPECT_EQ(0, ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync));
+	close(fd);
+}
+
+TEST_F(exporter, bad_requests)
+{
+	int before = nr_fds();
+
+	EXPECT_EQ(-EINVAL, export(self->dev, 0, 0));
+	EXPECT_EQ(-EINVAL, export(self->dev, page_size + 1, 0));
+	EXPECT_EQ(-EINVAL, export(self->dev, page_size, 1));
+	EXPECT_EQ(-E2BIG, export(self->dev, MAX_SIZE + page_size, 0));
+	EXPECT_EQ(-1, ioctl(self->dev, RUST_DMA_BUF_EXPORT, NULL));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(-1, ioctl(self->dev, _IO('|', 0x91), NULL));
+	EXPECT_EQ(ENOTTY, errno);
+	/* None of them left a file descriptor behind. */
+	EXPECT_EQ(before, nr_fds());
+}
+
+TEST_F(exporter, result_not_writable)
+{
+	struct rust_dma_buf_export *arg;
+	int before = nr_fds();
+
+	/* Readable but not writable: the export must be undone. */
+	arg = mmap(NULL, page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, arg);
+	arg->size = page_size;
+	ASSERT_EQ(0, mprotect(arg, page_size, PROT_READ));
+	EXPECT_EQ(-1, ioctl(self->dev, RUST_DMA_BUF_EXPORT, arg));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(before, nr_fds());
+	munmap(arg, page_size);
+}
+
+TEST_F(exporter, max_size)
+{
+	int fd = export(self->dev, MAX_SIZE, 0);
+	unsigned char *p;
+
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, MAX_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	p[MAX_SIZE - 1] = 0x77;
+	EXPECT_EQ(0x77, p[MAX_SIZE - 1]);
+	munmap(p, MAX_SIZE);
+	close(fd);
+}
+
+TEST_HARNESS_MAIN
