@@ -166,7 +166,7 @@ struct RustDmaBufDevice;
 impl RustDmaBufDevice {
     /// Exports a buffer as `arg` asks and reserves a descriptor for it.
     fn export(arg: &ExportArg) -> Result<(ARef<DmaBuf>, FileDescriptorReservation)> {
-        if arg.flags != 0 || arg.size == 0 || arg.size % PAGE_SIZE as u64 != 0 {
+        if arg.flags != 0 || arg.size == 0 || arg.size & (PAGE_SIZE as u64 - 1) != 0 {
             return Err(EINVAL);
         }
         if arg.size > MAX_SIZE {

@@ -62,6 +62,8 @@ mod tests {
         counters: Arc<Counters>,
         revoked: Atomic<i32>,
         fail_attach: bool,
+        /// Hand out tables DMA mapped for the importer, not the page table alone.
+        dma_map: bool,
     }
 
     // SAFETY: The provider is plain data that is only read after the export.
@@ -120,8 +122,12 @@ mod tests {
             if data.revoked.load(Relaxed) != 0 {
                 return Err(ENODEV);
             }
-            // UML has no DMA: hand out the page table without mapping it.
-            let sgt = SgtExport::from_pages_unmapped(attach, &data.pages, dir)?;
+            let sgt = if data.dma_map {
+                SgtExport::from_pages(attach, &data.pages, dir)?
+            } else {
+                // UML has no DMA: hand out the page table without mapping it.
+                SgtExport::from_pages_unmapped(attach, &data.pages, dir)?
+            };
             data.counters.map();
             Ok(sgt)
         }
@@ -239,6 +245,7 @@ mod tests {
                 counters: self.counters.clone(),
                 revoked: Atomic::new(0),
                 fail_attach,
+                dma_map: false,
             };
             let data = Arc::new(data, GFP_KERNEL)?;
             // SAFETY: The provider is ours and not shared yet.
@@ -497,6 +504,52 @@ mod tests {
         drop(data);
         ctx.finish(buf);
         assert_eq!(ctx.counters.detach.load(Relaxed), 2);
+        Ok(())
+    }
+
+    /// Maps the pages of the buffer for real, where there is DMA.
+    #[cfg(CONFIG_HAS_DMA)]
+    #[test]
+    fn rust_dma_buf_sgt_dma() -> Result {
+        let ctx = Ctx::new()?;
+        let dev = ctx.dev().as_raw();
+        // A faux device has no DMA mask; give it one, as `dma_coerce_mask_and_coherent()` does.
+        // SAFETY: The test owns the device and nothing else uses it yet.
+        unsafe { (*dev).dma_mask = &raw mut (*dev).coherent_dma_mask };
+        // SAFETY: `dev` is a valid device with a DMA mask pointer.
+        let ret = unsafe { bindings::dma_set_mask_and_coherent(dev, u64::MAX) };
+        assert_eq!(ret, 0);
+
+        let mut pages = KVec::with_capacity(NR_PAGES, GFP_KERNEL)?;
+        for _ in 0..NR_PAGES {
+            pages.push(Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        let data = TestBuf {
+            pages: Arc::new(pages, GFP_KERNEL)?,
+            // SAFETY: All-zeroes is a valid provider.
+            provider: Opaque::new(unsafe { core::mem::zeroed() }),
+            counters: ctx.counters.clone(),
+            revoked: Atomic::new(0),
+            fail_attach: false,
+            dma_map: true,
+        };
+        let buf = DmaBuf::export::<TestExporter<SGT>>(Arc::new(data, GFP_KERNEL)?, SIZE)?;
+        let Negotiated::Sgt(att) = ctx.attach(&buf, &[ctx.sgt()])? else {
+            return Err(EINVAL);
+        };
+        {
+            let resv = buf.lock();
+            let map = att.map(&resv, DataDirection::Bidirectional)?;
+            let mut len = 0;
+            for entry in map.iter() {
+                assert!(entry.dma_address() != 0);
+                len += entry.dma_len() as usize;
+            }
+            assert_eq!(len, SIZE);
+        }
+        assert_eq!(ctx.counters.maps.load(Relaxed), 1);
+        drop(att);
+        ctx.finish(buf);
         Ok(())
     }
 
