@@ -22,6 +22,10 @@ use core::{marker::PhantomData, ptr::NonNull};
 /// A peer-to-peer DMA provider: the PCI device whose MMIO a physical address list points into.
 ///
 /// Wraps the C `struct p2pdma_provider`.
+///
+/// # Invariants
+///
+/// References to a `P2pProvider` point to a valid `struct p2pdma_provider` for their lifetime.
 #[repr(transparent)]
 pub struct P2pProvider(Opaque<bindings::p2pdma_provider>);
 
