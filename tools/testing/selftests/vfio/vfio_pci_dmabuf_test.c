@@ -390,6 +390,26 @@ TEST_F(vfio_pci_dmabuf, argsz_too_small)
 					    self->bar, O_RDWR, 0, &r, 1, -short_by));
 }
 
+/* argsz must cover the ranges too: nr_ranges cannot reach past it */
+TEST_F(vfio_pci_dmabuf, argsz_short_of_ranges)
+{
+	struct vfio_region_dma_range r[] = {
+		{ .offset = 0, .length = getpagesize() },
+		{ .offset = 2 * getpagesize(), .length = getpagesize() },
+	};
+
+	EXPECT_EQ(-EINVAL, __dmabuf_feature(self->device->fd,
+					    VFIO_DEVICE_FEATURE_GET |
+					    VFIO_DEVICE_FEATURE_DMA_BUF,
+					    self->bar, O_RDWR, 0, r, 2, -1));
+	EXPECT_EQ(-EINVAL, __dmabuf_feature(self->device->fd,
+					    VFIO_DEVICE_FEATURE_GET |
+					    VFIO_DEVICE_FEATURE_DMA_BUF,
+					    self->bar, O_RDWR, 0, r, 2, -(long)sizeof(r[0])));
+	/* with argsz covering both, the same request works */
+	ASSERT_EQ(0, close(dmabuf_export(self->device->fd, self->bar, r, 2)));
+}
+
 TEST_F(vfio_pci_dmabuf, nonzero_flags)
 {
 	struct vfio_region_dma_range r = { .offset = 0, .length = getpagesize() };
