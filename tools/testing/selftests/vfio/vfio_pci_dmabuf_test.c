@@ -955,6 +955,51 @@ TEST_F(vfio_pci_dmabuf, mmap_huge_faults)
 }
 
 /*
+ * Mappings that a huge entry cannot cover fault in pages: a 2 MiB dma-buf
+ * mapped one page off 2 MiB alignment, and a small one mapped just after a
+ * 2 MiB boundary (the huge fault sees an address below the VMA).
+ */
+TEST_F(vfio_pci_dmabuf, mmap_unaligned)
+{
+	struct vfio_region_dma_range big = { .offset = SZ_4M, .length = SZ_2M };
+	struct vfio_region_dma_range small = { .offset = SZ_8M, .length = SZ_64K };
+	const __u64 pg = getpagesize();
+	char *area, *base, *p;
+	int fd, fd2;
+	long faults;
+	__u64 off;
+
+	if (self->bar_size < SZ_16M)
+		SKIP(return, "needs a BAR of at least 16 MiB");
+	fd = dmabuf_export(self->device->fd, self->bar, &big, 1);
+	ASSERT_GE(fd, 0);
+	fd2 = dmabuf_export(self->device->fd, self->bar, &small, 1);
+	ASSERT_GE(fd2, 0);
+	area = mmap(NULL, 3 * SZ_2M + SZ_4M, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	base = (char *)(((unsigned long)area + SZ_2M - 1) & ~(SZ_2M - 1UL));
+
+	p = base + pg;
+	ASSERT_EQ(p, mmap(p, SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0));
+	faults = minor_faults();
+	for (off = 0; off < SZ_2M; off += pg)
+		WRITE_ONCE(*(__u64 *)(p + off), off);
+	faults = minor_faults() - faults;
+	EXPECT_GE(faults, SZ_2M / pg);
+	for (off = 0; off < SZ_2M; off += pg)
+		ASSERT_EQ(off, READ_ONCE(*(__u64 *)(p + off)));
+
+	p = base + SZ_4M + SZ_64K;
+	ASSERT_EQ(p, mmap(p, SZ_64K, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd2, 0));
+	for (off = 0; off < SZ_64K; off += pg)
+		EXPECT_FALSE(sigbus((__u64 *)(p + off))) TH_LOG("page %llu", off / pg);
+
+	munmap(area, 3 * SZ_2M + SZ_4M);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, close(fd2));
+}
+
+/*
  * Revoke zaps every mapping for good: accesses raise SIGBUS, new mmaps,
  * imports and a second revoke fail, also after memory decode comes back.
  */
