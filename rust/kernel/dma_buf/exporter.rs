@@ -306,6 +306,42 @@ impl<T: Exporter> ExporterVTable<T> {
         unsafe { T::Data::borrow((*dmabuf).priv_) }
     }
 
+    /// Borrows an attachment and the exporter data of its buffer, for the map callbacks.
+    ///
+    /// # Safety
+    ///
+    /// `attach` is an attachment of a buffer exported by [`DmaBuf::export::<T>`], valid for
+    /// `'a`.
+    unsafe fn attachment<'a>(
+        attach: *mut bindings::dma_buf_attachment,
+    ) -> (&'a ExporterAttachment, DataRef<'a, T>) {
+        // SAFETY: `attach` is valid for `'a` by the safety requirements.
+        let attach = unsafe { ExporterAttachment::from_raw(attach) };
+        // SAFETY: The buffer is not released while it has attachments.
+        let data = unsafe { Self::data(attach.buf().as_raw()) };
+        (attach, data)
+    }
+
+    /// Runs a CPU access callback of `T`, for `begin_cpu_access` and `end_cpu_access`.
+    ///
+    /// # Safety
+    ///
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export::<T>`].
+    unsafe fn cpu_access(
+        dmabuf: *mut bindings::dma_buf,
+        dir: bindings::dma_data_direction,
+        callback: fn(DataRef<'_, T>, &DmaBuf, DataDirection) -> Result,
+    ) -> c_int {
+        // SAFETY: The buffer is alive: the caller holds a reference.
+        let data = unsafe { Self::data(dmabuf) };
+        // SAFETY: The buffer is alive and exported.
+        let buf = unsafe { DmaBuf::from_raw(dmabuf) };
+        from_result(|| {
+            callback(data, buf, DataDirection::try_from(dir)?)?;
+            Ok(0)
+        })
+    }
+
     /// # Safety
     ///
     /// `args` is the match state of an attach to a buffer exported by [`DmaBuf::export::<T>`].
@@ -314,17 +350,7 @@ impl<T: Exporter> ExporterVTable<T> {
         // SAFETY: All-zeroes is a valid `struct dma_buf_mapping_match`.
         let mut exp: [bindings::dma_buf_mapping_match; 2] = unsafe { core::mem::zeroed() };
         for (entry, ty) in exp.iter_mut().zip(types) {
-            match *ty {
-                ExportType::Sgt { p2p } => {
-                    entry.type_ = &raw const bindings::dma_buf_mapping_sgt_type;
-                    entry.__bindgen_anon_1.sgt.exp_ops = &Self::SGT_OPS;
-                    entry.__bindgen_anon_1.sgt.p2p = p2p;
-                }
-                ExportType::Pal => {
-                    entry.type_ = &raw const bindings::dma_buf_mapping_pal_type;
-                    entry.__bindgen_anon_1.pal.exp_ops = &Self::PAL_OPS;
-                }
-            }
+            *entry = ty.to_raw(&Self::SGT_OPS, &Self::PAL_OPS);
         }
         // SAFETY: `args` is valid by the safety requirements, and the first `types.len()` entries
         // of `exp` are initialized, with ops tables that live forever.
@@ -379,9 +405,7 @@ impl<T: Exporter> ExporterVTable<T> {
         dir: bindings::dma_data_direction,
     ) -> *mut bindings::sg_table {
         // SAFETY: `attach` is valid for the duration of the callback.
-        let attach = unsafe { ExporterAttachment::from_raw(attach) };
-        // SAFETY: The buffer is not released while it has attachments.
-        let data = unsafe { Self::data(attach.buf().as_raw()) };
+        let (attach, data) = unsafe { Self::attachment(attach) };
         let result = DataDirection::try_from(dir).and_then(|dir| T::map_sgt(data, attach, dir));
         match result {
             Ok(sgt) => sgt.into_raw(),
@@ -401,9 +425,7 @@ impl<T: Exporter> ExporterVTable<T> {
         let sgt = unsafe { SgtExport::from_raw(sgt) };
         if T::HAS_UNMAP_SGT {
             // SAFETY: `attach` is valid for the duration of the callback.
-            let attach = unsafe { ExporterAttachment::from_raw(attach) };
-            // SAFETY: The buffer is not released while it has attachments.
-            let data = unsafe { Self::data(attach.buf().as_raw()) };
+            let (attach, data) = unsafe { Self::attachment(attach) };
             T::unmap_sgt(data, attach, sgt);
         }
     }
@@ -416,9 +438,7 @@ impl<T: Exporter> ExporterVTable<T> {
         attach: *mut bindings::dma_buf_attachment,
     ) -> *mut bindings::dma_buf_phys_list {
         // SAFETY: `attach` is valid for the duration of the callback.
-        let attach = unsafe { ExporterAttachment::from_raw(attach) };
-        // SAFETY: The buffer is not released while it has attachments.
-        let data = unsafe { Self::data(attach.buf().as_raw()) };
+        let (attach, data) = unsafe { Self::attachment(attach) };
         match T::map_pal(data, attach) {
             Ok(phys) => phys.into_raw(),
             Err(e) => e.to_ptr(),
@@ -436,9 +456,7 @@ impl<T: Exporter> ExporterVTable<T> {
         let phys = unsafe { PalExport::from_raw(phys) };
         if T::HAS_UNMAP_PAL {
             // SAFETY: `attach` is valid for the duration of the callback.
-            let attach = unsafe { ExporterAttachment::from_raw(attach) };
-            // SAFETY: The buffer is not released while it has attachments.
-            let data = unsafe { Self::data(attach.buf().as_raw()) };
+            let (attach, data) = unsafe { Self::attachment(attach) };
             T::unmap_pal(data, attach, phys);
         }
     }
@@ -467,14 +485,8 @@ impl<T: Exporter> ExporterVTable<T> {
         dmabuf: *mut bindings::dma_buf,
         dir: bindings::dma_data_direction,
     ) -> c_int {
-        // SAFETY: The buffer is alive: the caller holds a reference.
-        let data = unsafe { Self::data(dmabuf) };
-        // SAFETY: The buffer is alive and exported.
-        let buf = unsafe { DmaBuf::from_raw(dmabuf) };
-        from_result(|| {
-            T::begin_cpu_access(data, buf, DataDirection::try_from(dir)?)?;
-            Ok(0)
-        })
+        // SAFETY: Guaranteed by the safety requirements.
+        unsafe { Self::cpu_access(dmabuf, dir, T::begin_cpu_access) }
     }
 
     /// # Safety
@@ -484,13 +496,7 @@ impl<T: Exporter> ExporterVTable<T> {
         dmabuf: *mut bindings::dma_buf,
         dir: bindings::dma_data_direction,
     ) -> c_int {
-        // SAFETY: The buffer is alive: the caller holds a reference.
-        let data = unsafe { Self::data(dmabuf) };
-        // SAFETY: The buffer is alive and exported.
-        let buf = unsafe { DmaBuf::from_raw(dmabuf) };
-        from_result(|| {
-            T::end_cpu_access(data, buf, DataDirection::try_from(dir)?)?;
-            Ok(0)
-        })
+        // SAFETY: Guaranteed by the safety requirements.
+        unsafe { Self::cpu_access(dmabuf, dir, T::end_cpu_access) }
     }
 }

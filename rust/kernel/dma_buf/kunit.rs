@@ -232,6 +232,7 @@ mod tests {
         fn export_with<const OFFER: usize>(
             &self,
             fail_attach: bool,
+            dma_map: bool,
             size: usize,
         ) -> Result<(ARef<DmaBuf>, Arc<TestBuf>)> {
             let mut pages = KVec::with_capacity(NR_PAGES, GFP_KERNEL)?;
@@ -245,7 +246,7 @@ mod tests {
                 counters: self.counters.clone(),
                 revoked: Atomic::new(0),
                 fail_attach,
-                dma_map: false,
+                dma_map,
             };
             let data = Arc::new(data, GFP_KERNEL)?;
             // SAFETY: The provider is ours and not shared yet.
@@ -257,7 +258,7 @@ mod tests {
         }
 
         fn export<const OFFER: usize>(&self, fail_attach: bool) -> Result<ARef<DmaBuf>> {
-            Ok(self.export_with::<OFFER>(fail_attach, SIZE)?.0)
+            Ok(self.export_with::<OFFER>(fail_attach, false, SIZE)?.0)
         }
 
         fn importer(&self) -> TestImporter {
@@ -348,12 +349,15 @@ mod tests {
     #[test]
     fn rust_dma_buf_export_size_zero() -> Result {
         let ctx = Ctx::new()?;
-        assert_eq!(ctx.export_with::<SGT>(false, 0).err().map(|_| ()), Some(()));
+        assert_eq!(
+            ctx.export_with::<SGT>(false, false, 0).err().map(|_| ()),
+            Some(())
+        );
         assert_eq!(ctx.export::<SGT>(false).map(|_| ()), Ok(()));
         // SAFETY: Flushing delayed file releases has no requirements.
         unsafe { bindings::flush_delayed_fput() };
         assert_eq!(ctx.counters.released.load(Relaxed), 2);
-        assert_eq!(ctx.export_with::<SGT>(false, 0).err(), Some(EINVAL));
+        assert_eq!(ctx.export_with::<SGT>(false, false, 0).err(), Some(EINVAL));
         // The exporter data of the failed export was dropped right away.
         assert_eq!(ctx.counters.released.load(Relaxed), 3);
         Ok(())
@@ -476,7 +480,7 @@ mod tests {
     #[test]
     fn rust_dma_buf_revoke() -> Result {
         let ctx = Ctx::new()?;
-        let (buf, data) = ctx.export_with::<SGT_PAL>(false, SIZE)?;
+        let (buf, data) = ctx.export_with::<SGT_PAL>(false, false, SIZE)?;
         let Negotiated::Pal(pal) = ctx.attach(&buf, &[ImportType::Pal])? else {
             return Err(EINVAL);
         };
@@ -520,20 +524,7 @@ mod tests {
         let ret = unsafe { bindings::dma_set_mask_and_coherent(dev, u64::MAX) };
         assert_eq!(ret, 0);
 
-        let mut pages = KVec::with_capacity(NR_PAGES, GFP_KERNEL)?;
-        for _ in 0..NR_PAGES {
-            pages.push(Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
-        }
-        let data = TestBuf {
-            pages: Arc::new(pages, GFP_KERNEL)?,
-            // SAFETY: All-zeroes is a valid provider.
-            provider: Opaque::new(unsafe { core::mem::zeroed() }),
-            counters: ctx.counters.clone(),
-            revoked: Atomic::new(0),
-            fail_attach: false,
-            dma_map: true,
-        };
-        let buf = DmaBuf::export::<TestExporter<SGT>>(Arc::new(data, GFP_KERNEL)?, SIZE)?;
+        let buf = ctx.export_with::<SGT>(false, true, SIZE)?.0;
         let Negotiated::Sgt(att) = ctx.attach(&buf, &[ctx.sgt()])? else {
             return Err(EINVAL);
         };

@@ -122,6 +122,30 @@ pub enum ExportType {
     Pal,
 }
 
+impl ExportType {
+    /// Returns the C entry for this exporter entry, with the exporter's ops of its type.
+    pub(crate) fn to_raw(
+        self,
+        sgt_ops: &'static bindings::dma_buf_sgt_exp_ops,
+        pal_ops: &'static bindings::dma_buf_pal_exp_ops,
+    ) -> bindings::dma_buf_mapping_match {
+        // SAFETY: All-zeroes is a valid `struct dma_buf_mapping_match`: NULL pointers and false.
+        let mut raw: bindings::dma_buf_mapping_match = unsafe { core::mem::zeroed() };
+        match self {
+            ExportType::Sgt { p2p } => {
+                raw.type_ = Sgt::c_type();
+                raw.__bindgen_anon_1.sgt.exp_ops = sgt_ops;
+                raw.__bindgen_anon_1.sgt.p2p = p2p;
+            }
+            ExportType::Pal => {
+                raw.type_ = Pal::c_type();
+                raw.__bindgen_anon_1.pal.exp_ops = pal_ops;
+            }
+        }
+        raw
+    }
+}
+
 /// An attachment after mapping-type negotiation.
 ///
 /// Returned by [`DmaBuf::attach`](super::DmaBuf::attach); one variant per mapping type the
