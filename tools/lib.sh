@@ -45,6 +45,9 @@ MAKE_RUST=(RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdo
 	   RUSTFMT=/usr/bin/rustfmt CLIPPY_DRIVER=/usr/bin/clippy-driver
 	   BINDGEN="$BINDGEN")
 JOBS=${JOBS:-$(nproc)}
+# Compiler options for a build; tools/build sets LLVM=-19 for the vm kernel
+# (Rust and KASAN together need clang). Empty: gcc.
+MAKE_CC=()
 
 export PATH="$VENV/bin:$PATH"
 
@@ -62,8 +65,40 @@ work_tree() {
 # kmake DIR ARGS...: make in the work tree with the Rust toolchain options.
 kmake() {
 	local o=$1; shift
-	make -C "$(work_tree)" O="$o" "${MAKE_RUST[@]}" -j"$JOBS" "$@"
+	make -C "$(work_tree)" O="$o" "${MAKE_RUST[@]}" ${MAKE_CC[@]+"${MAKE_CC[@]}"} -j"$JOBS" "$@"
 }
+
+# progress LABEL SECONDS STATUS_CMD... -- CMD...: run CMD; while it runs,
+# print "LABEL: <elapsed> <STATUS_CMD's output>" every SECONDS seconds, so
+# that no step is silent for minutes. Returns CMD's exit status.
+progress() {
+	local label=$1 every=$2 st=() pid t0=$SECONDS rc=0 n=0; shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do st+=("$1"); shift; done
+	shift
+	"$@" &
+	pid=$!
+	while kill -0 $pid 2>/dev/null; do
+		sleep 1
+		n=$((n + 1))
+		if [ $n -ge "$every" ] && kill -0 $pid 2>/dev/null; then
+			n=0
+			info "$label: $(elapsed $((SECONDS - t0)))${st[0]+ $("${st[@]}" 2>/dev/null)}"
+		fi
+	done
+	wait $pid || rc=$?
+	return $rc
+}
+
+# logged LOG CMD...: CMD with its output to LOG (for progress' CMD).
+logged() { local log=$1; shift; "$@" >"$log" 2>&1; }
+
+# last_line FILE [PATTERN]: the last line of FILE (matching PATTERN), short.
+last_line() {
+	{ if [ -n "${2:-}" ]; then grep -a -- "$2" "$1"; else cat "$1"; fi; } 2>/dev/null |
+		tail -1 | tr -d '\r' | cut -c1-100
+}
+
+elapsed() { printf '%d:%02d' $(($1 / 60)) $(($1 % 60)); }
 
 # configure_frags SRC O FRAGMENT...: O/.config = allnoconfig + the fragments,
 # regenerated only when the fragments changed (so builds stay incremental).
@@ -71,13 +106,13 @@ kmake() {
 configure_frags() {
 	local src=$1 o=$2 sum; shift 2
 	mkdir -p "$o"
-	sum=$(cat "$@" | sha256sum | cut -c1-16)
+	sum=$( (cat "$@"; echo "${MAKE_CC[*]:-gcc}") | sha256sum | cut -c1-16)
 	if [ -f "$o/.config" ] && [ "$(cat "$o/.frag-sum" 2>/dev/null)" = "$sum" ]; then
 		return 1
 	fi
-	make -C "$src" O="$o" "${MAKE_RUST[@]}" -s allnoconfig >/dev/null
+	make -C "$src" O="$o" "${MAKE_RUST[@]}" ${MAKE_CC[@]+"${MAKE_CC[@]}"} -s allnoconfig >/dev/null
 	(cd "$src" && scripts/kconfig/merge_config.sh -m -O "$o" "$o/.config" "$@" \
 		>"$LOGS/merge-config.log")
-	make -C "$src" O="$o" "${MAKE_RUST[@]}" -s olddefconfig >/dev/null
+	make -C "$src" O="$o" "${MAKE_RUST[@]}" ${MAKE_CC[@]+"${MAKE_CC[@]}"} -s olddefconfig >/dev/null
 	echo "$sum" >"$o/.frag-sum"
 }

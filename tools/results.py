@@ -7,7 +7,8 @@ results file; `summary` prints the failures and ends with the line
 
   results.py tap RESULTS STAGE FILE...     kselftest TAP output (one per binary)
   results.py kunit RESULTS STAGE JSON      kunit.py --json output
-  results.py dmesg RESULTS STAGE FILE      kernel log: WARNING/BUG/lockdep/KASAN
+  results.py dmesg RESULTS STAGE FILE      kernel log: WARNING/BUG/lockdep/KASAN/UBSAN
+  results.py kmemleak RESULTS STAGE FILE CONFIG  kmemleak report, if CONFIG has it
   results.py check RESULTS STAGE NAME OK   one named check, OK = 0 (pass) or not
   results.py summary RESULTS               the final line; exit 1 on a failure
   results.py pattern FILE                  exit 0 if FILE holds, at 1 MiB, the
@@ -53,8 +54,11 @@ def parse_tap(results, stage, files):
             else:
                 res = "fail"
             record(results, stage, f"{binary}.{name}", res)
-        # A binary that crashed or was cut short is a failure of its own.
-        if planned is None or seen != planned:
+        # A binary that crashed or was cut short is a failure of its own,
+        # and so is one that had nothing to run (a filter matching none).
+        if planned == 0:
+            record(results, stage, f"{binary}: planned no tests", "fail")
+        elif planned is None or seen != planned:
             record(results, stage, f"{binary}: ran {seen} of {planned} planned tests", "fail")
         elif status not in (0, 4):  # 4 = KSFT_SKIP
             record(results, stage, f"{binary}: exit status {status}", "fail")
@@ -98,8 +102,28 @@ def parse_dmesg(results, stage, path):
     hits = [l for l in lines if BAD.search(l)]
     for l in hits[:20]:
         print(f"{stage}: kernel log: {l}", file=sys.stderr)
-    record(results, stage, "kernel log clean (no WARNING/BUG/lockdep/KASAN)",
+    record(results, stage, "kernel log clean (no WARNING/BUG/lockdep/KASAN/UBSAN)",
            "fail" if hits else "pass")
+
+
+def parse_kmemleak(results, stage, path, config):
+    """kmemleak's report after the guest's explicit scans: must be empty.
+    A kernel built with kmemleak must have left the report."""
+    try:
+        has = "CONFIG_DEBUG_KMEMLEAK=y\n" in open(config).read()
+    except OSError:
+        has = False
+    try:
+        text = open(path, errors="replace").read()
+    except OSError:
+        if has:
+            record(results, stage, f"kmemleak report {path} missing", "fail")
+        return
+    leaks = [l for l in text.splitlines() if l.startswith("unreferenced object")]
+    for l in text.splitlines()[:40]:
+        print(f"{stage}: kmemleak: {l}", file=sys.stderr)
+    record(results, stage, f"kmemleak: no suspected leaks ({len(leaks)} found)",
+           "fail" if leaks else "pass")
 
 
 def summary(results):
@@ -146,6 +170,8 @@ def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "tap":
         parse_tap(argv[2], argv[3], argv[4:])
+    elif cmd == "kmemleak":
+        parse_kmemleak(argv[2], argv[3], argv[4], argv[5])
     elif cmd == "kunit":
         parse_kunit(argv[2], argv[3], argv[4])
     elif cmd == "dmesg":

@@ -540,6 +540,29 @@ static void test_sgt_p2p(struct kunit *test)
 	test_done(test, attach);
 }
 
+/*
+ * SGT: an exporter with match_mapping must give its SGT entry ops (only the
+ * core's implicit entry for legacy exporters has none). The attach fails,
+ * with a warning, instead of a NULL call at map time.
+ */
+static void test_sgt_null_ops(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct dma_buf_attachment *attach;
+
+	test_export(test, &test_mapping_ops);
+	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_SGT(NULL, false);
+	ctx->nr_exp = 1;
+
+	kunit_warning_suppress(test) {
+		attach = dma_buf_attach(ctx->dmabuf, ctx->dev);
+		KUNIT_EXPECT_SUPPRESSED_WARNING_COUNT(test, 1);
+	}
+	KUNIT_EXPECT_EQ(test, PTR_ERR(attach), -EINVAL);
+	KUNIT_EXPECT_EQ(test, ctx->attach_calls, 0);
+	test_done(test, NULL);
+}
+
 /* Legacy exporter, legacy importer: the SGT path as it always was. */
 static void test_legacy_both(struct kunit *test)
 {
@@ -751,6 +774,7 @@ static struct kunit_case dma_mapping_cases[] = {
 	KUNIT_CASE(test_no_mutual_type),
 	KUNIT_CASE(test_plain_type),
 	KUNIT_CASE(test_sgt_p2p),
+	KUNIT_CASE(test_sgt_null_ops),
 	KUNIT_CASE(test_legacy_both),
 	KUNIT_CASE(test_legacy_importer),
 	KUNIT_CASE(test_legacy_exporter),

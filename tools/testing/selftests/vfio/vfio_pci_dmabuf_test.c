@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -21,8 +22,10 @@
 #include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 
 #include <linux/compiler.h>
+#include <linux/dma-buf.h>
 #include <linux/iommufd.h>
 #include <linux/limits.h>
 #include <linux/pci_regs.h>
@@ -572,6 +575,116 @@ TEST_F(vfio_pci_dmabuf, outlives_device_fd)
 }
 
 /*
+ * An O_PATH fd of /proc/self/fd/N holds the dentry of a dma-buf, not its
+ * file: after close(N) the file is freed (after an RCU grace period) while
+ * the dma-buf and the exporter's state for it live on. Open one and return
+ * it, with the dma-buf's own fd closed and its file freed.
+ */
+static int dmabuf_opath_only(int fd)
+{
+	char path[64];
+	int opath;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	opath = open(path, O_PATH | O_CLOEXEC);
+	if (opath < 0)
+		return -errno;
+	close(fd);
+	/* struct file is freed one grace period after close() */
+	usleep(500 * 1000);
+	return opath;
+}
+
+/*
+ * The device's walks over its dma-bufs (memory disable and enable, reset,
+ * close) must not touch the freed file of such a dma-buf. What they would
+ * touch is freed memory: the debug kernel's KASAN (with SLUB_RCU_DEBUG)
+ * reports it, and the boot test fails on the report.
+ */
+TEST_F(vfio_pci_dmabuf, opath_survives_device_walks)
+{
+	struct vfio_region_dma_range r = { .offset = 0, .length = SZ_64K };
+	int fd, opath;
+
+	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(fd, 0);
+	opath = dmabuf_opath_only(fd);
+	ASSERT_GE(opath, 0) TH_LOG("O_PATH open: %s", strerror(-opath));
+
+	vfio_pci_cmd_clear(self->device, PCI_COMMAND_MEMORY);
+	vfio_pci_cmd_set(self->device, PCI_COMMAND_MEMORY);
+	if (!(self->device->info.flags & VFIO_DEVICE_FLAGS_RESET))
+		TH_LOG("%s has no reset: memory disable and close only", device_bdf);
+	else
+		EXPECT_EQ(0, __vfio_pci_device_reset(self->device));
+	vfio_pci_device_cleanup(self->device);
+	self->device = NULL;
+
+	ASSERT_EQ(0, close(opath));
+	self->device = vfio_pci_device_init(device_bdf, self->iommu);
+}
+
+static int sysfs_write(const char *path, const char *val)
+{
+	int fd, ret = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/*
+ * Such a dma-buf has no users left, so it must not keep a closed device
+ * registered: unbinding the device from vfio-pci completes while the
+ * O_PATH fd is still open.
+ */
+TEST_F(vfio_pci_dmabuf, opath_does_not_pin_device)
+{
+	struct vfio_region_dma_range r = { .offset = 0, .length = SZ_64K };
+	char unbind[128];
+	int fd, opath, status, i;
+	pid_t pid, done = 0;
+
+	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(fd, 0);
+	opath = dmabuf_opath_only(fd);
+	ASSERT_GE(opath, 0) TH_LOG("O_PATH open: %s", strerror(-opath));
+	vfio_pci_device_cleanup(self->device);
+	self->device = NULL;
+
+	/* unbind in a child: a kernel with the bug blocks it */
+	snprintf(unbind, sizeof(unbind), "/sys/bus/pci/devices/%s/driver/unbind",
+		 device_bdf);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		close(opath);
+		_exit(sysfs_write(unbind, device_bdf) ? 1 : 0);
+	}
+	for (i = 0; i < 100 && !done; i++) {
+		done = waitpid(pid, &status, WNOHANG);
+		if (!done)
+			usleep(100 * 1000);
+	}
+	EXPECT_EQ(pid, done) TH_LOG("unbind still blocked after 10 s");
+
+	/* closing the O_PATH fd releases the dma-buf and unblocks it */
+	ASSERT_EQ(0, close(opath));
+	if (done != pid)
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+
+	/* driver_override still names vfio-pci: bind it again */
+	ASSERT_EQ(0, sysfs_write("/sys/bus/pci/drivers_probe", device_bdf));
+	self->device = vfio_pci_device_init(device_bdf, self->iommu);
+}
+
+/*
  * iommufd imports a dma-buf of several ranges (IOMMU_IOAS_MAP_FILE), whole
  * or from an offset. In no-IOMMU mode, each IOVA page is checked to
  * translate to the right page of the BAR.
@@ -663,6 +776,43 @@ TEST_F(vfio_pci_dmabuf, iommufd_revoke_on_memory_disable)
 	EXPECT_EQ(0, ioas_unmap(self->iommu, TEST_IOVA, len));
 	EXPECT_EQ(0, ioas_unmap(self->iommu, TEST_IOVA + len, len));
 	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A dma-buf of many single-page ranges in reverse order: iommufd reads it
+ * in several batches (no two PFNs merge), each starting in the middle of
+ * the range list. Every IOVA page must still land on the right BAR page.
+ */
+TEST_F(vfio_pci_dmabuf, iommufd_map_many_ranges)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range *r;
+	__u64 bar = bar_phys(device_bdf, self->bar), pa;
+	int fd, i, n, ret;
+
+	n = self->bar_size / pg;
+	if (n > 2048)
+		n = 2048;
+	r = calloc(n, sizeof(*r));
+	ASSERT_NE(NULL, r);
+	for (i = 0; i < n; i++) {
+		r[i].offset = (n - 1 - i) * pg;
+		r[i].length = pg;
+	}
+	fd = dmabuf_export(self->device->fd, self->bar, r, n);
+	ASSERT_GE(fd, 0) TH_LOG("export of %d ranges: %s", n, strerror(-fd));
+	ASSERT_EQ(0, ioas_map_file(self->iommu, fd, 0, n * pg, TEST_IOVA));
+
+	ret = ioas_get_pa(self->iommu, TEST_IOVA, &pa);
+	if (ret != -EOPNOTSUPP && ret != -ENOTTY) {
+		for (i = 0; i < n; i++) {
+			ASSERT_EQ(0, ioas_get_pa(self->iommu, TEST_IOVA + i * pg, &pa));
+			ASSERT_EQ(bar + r[i].offset, pa) TH_LOG("IOVA page %d", i);
+		}
+	}
+	EXPECT_EQ(0, ioas_unmap(self->iommu, TEST_IOVA, n * pg));
+	ASSERT_EQ(0, close(fd));
+	free(r);
 }
 
 /* iommufd cannot import more than the dma-buf holds. */
@@ -919,6 +1069,42 @@ TEST_F(vfio_pci_dmabuf, mmap_bad_requests)
 }
 
 /*
+ * A dma-buf exported O_RDONLY, as VMMs hand them out, maps shared for
+ * reading (the core clears VM_SHARED of such a mapping, leaving only
+ * VM_MAYSHARE) and never for writing.
+ */
+TEST_F(vfio_pci_dmabuf, mmap_read_only)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range r = { .offset = 40 * pg, .length = pg };
+	__u64 *bar = self->device->bars[self->bar].vaddr + r.offset;
+	__u64 *p, val;
+	int fd;
+
+	fd = __dmabuf_feature(self->device->fd,
+			      VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
+			      self->bar, O_RDONLY | O_CLOEXEC, 0, &r, 1, 0);
+	ASSERT_GE(fd, 0);
+	WRITE_ONCE(bar[3], 0x5eadULL);
+
+	p = mmap(NULL, pg, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p) TH_LOG("PROT_READ MAP_SHARED: %s", strerror(errno));
+	ASSERT_FALSE(read_sigbus(&p[3], &val));
+	EXPECT_EQ(0x5eadULL, val);
+	/* no way to write: not at mmap() time, not with mprotect() */
+	EXPECT_EQ(-1, mprotect(p, pg, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(EACCES, errno);
+	EXPECT_EQ(MAP_FAILED, dmabuf_mmap(fd, pg, 0));
+	EXPECT_EQ(EACCES, errno);
+	/* private (copy-on-write) mappings stay refused */
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, pg, PROT_READ, MAP_PRIVATE, fd, 0));
+	EXPECT_EQ(EINVAL, errno);
+
+	munmap(p, pg);
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
  * A 2 MiB aligned dma-buf of 4 MiB, mapped 2 MiB aligned, faults in PMD
  * sized pieces: one fault per 2 MiB, not per page.
  */
@@ -1050,6 +1236,165 @@ TEST_F(vfio_pci_dmabuf, revoke_is_permanent)
 	ASSERT_EQ(0, close(fd));
 }
 
+/* sw_sync (CONFIG_SW_SYNC, in debugfs): fences that userspace signals */
+struct sw_sync_create_fence_data {
+	__u32 value;
+	char name[32];
+	__s32 fence;
+};
+
+#define SW_SYNC_IOC_CREATE_FENCE	_IOWR('W', 0, struct sw_sync_create_fence_data)
+#define SW_SYNC_IOC_INC			_IOW('W', 1, __u32)
+
+struct slow_revoke {
+	int device_fd, fd, timeline;
+	pid_t tid;		/* of the revoking thread */
+	int ret;		/* of the revoke */
+	int signalled;		/* set just before the fence is signalled */
+	int signalled_at_return;
+};
+
+static void *slow_revoke_thread(void *arg)
+{
+	struct slow_revoke *w = arg;
+
+	WRITE_ONCE(w->tid, gettid());
+	w->ret = dmabuf_revoke(w->device_fd, w->fd);
+	w->signalled_at_return = READ_ONCE(w->signalled);
+	return NULL;
+}
+
+static void *fence_signal_thread(void *arg)
+{
+	struct slow_revoke *w = arg;
+	__u32 one = 1;
+
+	sleep(2);
+	WRITE_ONCE(w->signalled, 1);
+	ioctl(w->timeline, SW_SYNC_IOC_INC, &one);
+	return NULL;
+}
+
+/* Whether thread @tid of this process sleeps uninterruptibly. */
+static bool task_in_d_state(pid_t tid)
+{
+	char path[64], buf[256], *p;
+	bool d = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f)) {
+		p = strrchr(buf, ')');
+		d = p && p[1] == ' ' && p[2] == 'D';
+	}
+	fclose(f);
+	return d;
+}
+
+/*
+ * REVOKE waits for the importers, here for a fence that userspace holds
+ * back, but not with the device's memory_lock held: a fault on the BAR
+ * mmap (which takes that lock) completes while the revoke still waits.
+ * The dma-buf's own mmap is gone at once. Taking the device away (memory
+ * disable) waits for the importers, which may still be at work.
+ */
+TEST_F(vfio_pci_dmabuf, revoke_waits_without_stalling_device)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range r = { .offset = 0, .length = pg };
+	struct sw_sync_create_fence_data fence = { .value = 1, .name = "revoke" };
+	struct dma_buf_import_sync_file import = { .flags = DMA_BUF_SYNC_WRITE };
+	struct slow_revoke w = { .device_fd = self->device->fd };
+	__u64 *bar = self->device->bars[self->bar].vaddr + 60 * pg;
+	pthread_t revoker, signaller;
+	__u64 *p;
+	int i;
+
+	w.timeline = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+	if (w.timeline < 0)
+		SKIP(return, "no sw_sync timeline (CONFIG_SW_SYNC, debugfs)");
+	w.fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(w.fd, 0);
+	ASSERT_EQ(0, ioctl(w.timeline, SW_SYNC_IOC_CREATE_FENCE, &fence));
+	import.fd = fence.fence;
+	ASSERT_EQ(0, ioctl(w.fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &import));
+	ASSERT_EQ(0, close(fence.fence));
+	p = dmabuf_mmap(w.fd, pg, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_FALSE(sigbus(p));
+
+	ASSERT_EQ(0, pthread_create(&revoker, NULL, slow_revoke_thread, &w));
+	for (i = 0; i < 100 && !(READ_ONCE(w.tid) && task_in_d_state(w.tid)); i++)
+		usleep(50 * 1000);
+	ASSERT_TRUE(task_in_d_state(w.tid)) TH_LOG("the revoke does not wait");
+	ASSERT_EQ(0, pthread_create(&signaller, NULL, fence_signal_thread, &w));
+
+	/* the first access to this BAR page faults, under memory_lock */
+	WRITE_ONCE(bar[0], 0x1dULL);
+	EXPECT_EQ(0, READ_ONCE(w.signalled)) TH_LOG("the BAR fault waited for the revoke");
+	/* the dma-buf's mmap is zapped already */
+	EXPECT_TRUE(sigbus(p));
+	EXPECT_EQ(0, READ_ONCE(w.signalled));
+	/* memory disable waits for the revoke's importers */
+	vfio_pci_cmd_clear(self->device, PCI_COMMAND_MEMORY);
+	EXPECT_EQ(1, READ_ONCE(w.signalled)) TH_LOG("memory disable did not wait");
+	vfio_pci_cmd_set(self->device, PCI_COMMAND_MEMORY);
+
+	pthread_join(signaller, NULL);
+	pthread_join(revoker, NULL);
+	EXPECT_EQ(0, w.ret);
+	/* and the revoke did wait for the fence */
+	EXPECT_EQ(1, w.signalled_at_return);
+	EXPECT_EQ(0x1dULL, READ_ONCE(bar[0]));
+	munmap(p, pg);
+	ASSERT_EQ(0, close(w.fd));
+	ASSERT_EQ(0, close(w.timeline));
+}
+
+/*
+ * VFIO type1 would map the PFNs of a dma-buf's mmap into the IOMMU with no
+ * way to take them back: a client with the dma-buf fd and a device of its
+ * own would keep DMA access to the BAR after a revoke. It must refuse, and
+ * still map a BAR mmap (P2P between the devices of a container).
+ * $VFIO_DMABUF_TYPE1_BDF names that other device, bound to vfio-pci.
+ */
+TEST_F(vfio_pci_dmabuf, type1_refuses_dmabuf_mmap)
+{
+	const char *bdf2 = getenv("VFIO_DMABUF_TYPE1_BDF");
+	struct vfio_region_dma_range r = { .offset = 0, .length = SZ_2M };
+	struct dma_region region = { .iova = SZ_4G, .size = SZ_2M };
+	struct dma_region bar = { .iova = 2 * SZ_4G, .size = SZ_2M };
+	struct vfio_pci_device *device2;
+	struct iommu *type1;
+	void *p;
+	int fd;
+
+	if (!bdf2)
+		SKIP(return, "no second device in $VFIO_DMABUF_TYPE1_BDF");
+	type1 = iommu_init("vfio_type1_iommu");
+	device2 = vfio_pci_device_init(bdf2, type1);
+	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(fd, 0);
+	p = dmabuf_mmap(fd, SZ_2M, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_FALSE(sigbus(p));
+
+	region.vaddr = p;
+	EXPECT_EQ(-EFAULT, __iommu_map(type1, &region));
+	/* the device's own BAR mmap, the same memory, still maps */
+	bar.vaddr = self->device->bars[self->bar].vaddr;
+	EXPECT_EQ(0, __iommu_map(type1, &bar));
+	EXPECT_EQ(0, __iommu_unmap_all(type1, NULL));
+
+	munmap(p, SZ_2M);
+	ASSERT_EQ(0, close(fd));
+	vfio_pci_device_cleanup(device2);
+	iommu_cleanup(type1);
+}
+
 /* Revoke reaches importers: iommufd's import of the dma-buf stops working. */
 TEST_F(vfio_pci_dmabuf, revoke_invalidates_import)
 {
@@ -1150,6 +1495,131 @@ TEST_F(vfio_pci_dmabuf, memory_disable_zaps_and_restores)
 	ASSERT_EQ(0, close(fd));
 }
 
+/*
+ * A reset (VFIO_DEVICE_RESET) takes the device away for a moment: the
+ * dma-buf's mappings are zapped, and fault in again once it is back. A
+ * dma-buf revoked for good stays revoked across it.
+ */
+TEST_F(vfio_pci_dmabuf, reset_zaps_and_restores)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range r = { .offset = 44 * pg, .length = 2 * pg };
+	__u64 *p, *q, val;
+	long before, base;
+	int fd, fd2;
+
+	if (!(self->device->info.flags & VFIO_DEVICE_FLAGS_RESET))
+		SKIP(return, "%s cannot be reset", device_bdf);
+
+	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(fd, 0);
+	fd2 = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(fd2, 0);
+	p = dmabuf_mmap(fd, 2 * pg, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	q = dmabuf_mmap(fd2, pg, 0);
+	ASSERT_NE(MAP_FAILED, q);
+	WRITE_ONCE(p[1], 0xabcdULL);
+	EXPECT_FALSE(sigbus(q));
+	ASSERT_EQ(0, dmabuf_revoke(self->device->fd, fd2));
+	/* the faults that reading a mapped page costs: none, or incidental */
+	before = minor_faults();
+	ASSERT_FALSE(read_sigbus(&p[1], &val));
+	base = minor_faults() - before;
+
+	ASSERT_EQ(0, __vfio_pci_device_reset(self->device));
+
+	/* usable again, through a new fault: the reset zapped the PTE */
+	before = minor_faults();
+	ASSERT_FALSE(read_sigbus(&p[1], &val));
+	EXPECT_LT(base, minor_faults() - before);
+	/* ivshmem's BAR2 is RAM: the data survives the reset */
+	EXPECT_EQ(0xabcdULL, val);
+	/* the one revoked for good did not come back */
+	EXPECT_TRUE(sigbus(q));
+	EXPECT_EQ(MAP_FAILED, dmabuf_mmap(fd2, pg, 0));
+	EXPECT_EQ(ENODEV, errno);
+
+	munmap(p, 2 * pg);
+	munmap(q, pg);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, close(fd2));
+}
+
+/* Whether the runtime PM status of device @bdf is "suspended". */
+static bool runtime_suspended(const char *bdf)
+{
+	char path[128], status[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/power/runtime_status", bdf);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(status, sizeof(status), f))
+		status[0] = '\0';
+	fclose(f);
+	return !strncmp(status, "suspended", 9);
+}
+
+/*
+ * Low power revokes the dma-bufs for the time being. A wakeup (here: any
+ * ioctl on the device) ends low power, and LOW_POWER_EXIT is optional
+ * after one: the dma-bufs work again without it.
+ */
+TEST_F(vfio_pci_dmabuf, runtime_pm_wakeup_restores)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range r = { .offset = 48 * pg, .length = pg };
+	struct vfio_device_low_power_entry_with_wakeup entry = {};
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	__u64 *p, val, count;
+	int fd, efd, ret, i;
+
+	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(fd, 0);
+	p = dmabuf_mmap(fd, pg, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	WRITE_ONCE(p[0], 0x77ULL);
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ASSERT_GE(efd, 0);
+	entry.wakeup_eventfd = efd;
+
+	ret = dmabuf_set_feature(self->device->fd, VFIO_DEVICE_FEATURE_SET |
+				 VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
+				 &entry, sizeof(entry), 0);
+	if (ret == -ENOTTY || ret == -EOPNOTSUPP) {
+		munmap(p, pg);
+		close(efd);
+		close(fd);
+		SKIP(return, "no runtime PM: %s", strerror(-ret));
+	}
+	ASSERT_EQ(0, ret);
+	EXPECT_TRUE(sigbus(p));
+	/*
+	 * The entry lets the device suspend asynchronously: only a device
+	 * that did can be woken up.
+	 */
+	for (i = 0; i < 100 && !runtime_suspended(device_bdf); i++)
+		usleep(50 * 1000);
+	if (!runtime_suspended(device_bdf)) {
+		munmap(p, pg);
+		close(efd);
+		close(fd);
+		SKIP(return, "%s does not runtime suspend", device_bdf);
+	}
+
+	ASSERT_EQ(0, ioctl(self->device->fd, VFIO_DEVICE_GET_INFO, &info));
+	EXPECT_EQ(sizeof(count), read(efd, &count, sizeof(count)))
+		TH_LOG("the ioctl did not signal a wakeup");
+	ASSERT_FALSE(read_sigbus(p, &val)) TH_LOG("the dma-buf stayed revoked after the wakeup");
+	EXPECT_EQ(0x77ULL, val);
+
+	munmap(p, pg);
+	ASSERT_EQ(0, close(efd));
+	ASSERT_EQ(0, close(fd));
+}
+
 /* Closing the device revokes its dma-bufs for good, mapped or not. */
 TEST_F(vfio_pci_dmabuf, close_device_revokes)
 {
@@ -1178,29 +1648,137 @@ TEST_F(vfio_pci_dmabuf, close_device_revokes)
 	self->device = vfio_pci_device_init(device_bdf, self->iommu);
 }
 
-/* Write-combining applies to new mmaps; unknown attributes are refused. */
+#define IORESOURCE_PREFETCH	0x00002000	/* include/linux/ioport.h */
+
+/* The IORESOURCE_* flags of a BAR, from sysfs. */
+static __u64 bar_flags(const char *bdf, int bar)
+{
+	unsigned long long start, end, flags = 0;
+	char path[PATH_MAX];
+	FILE *f;
+	int i;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource", bdf);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	for (i = 0; i <= bar; i++) {
+		if (fscanf(f, "%llx %llx %llx", &start, &end, &flags) != 3) {
+			flags = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return flags;
+}
+
+/*
+ * The x86 PAT memory type of physical address @pa ("write-combining",
+ * "uncached-minus", ...), which PTEs that vmf_insert_pfn() makes for it
+ * inherit: from debugfs, -ENOENT where there is no such list or no entry.
+ */
+static int pat_memtype(__u64 pa, char *type, size_t len)
+{
+	unsigned long long start, end;
+	char line[256], t[64];
+	int ret = -ENOENT;
+	FILE *f;
+
+	f = fopen("/sys/kernel/debug/x86/pat_memtype_list", "r");
+	if (!f)
+		return -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "PAT: [mem 0x%llx-0x%llx] %63s", &start, &end, t) != 3)
+			continue;
+		if (pa >= start && pa < end) {
+			snprintf(type, len, "%s", t);
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * Write-combining applies to new mmaps, and is granted only where the
+ * mappings really get it; unknown attributes are refused.
+ */
 TEST_F(vfio_pci_dmabuf, memattr)
 {
 	const __u64 pg = getpagesize();
 	struct vfio_region_dma_range r = { .offset = 28 * pg, .length = pg };
+	bool prefetch, pat;
+	char type[64] = "";
 	__u64 *nc, *wc;
-	int fd;
+	int fd, ret;
 
 	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
 	ASSERT_GE(fd, 0);
 	nc = dmabuf_mmap(fd, pg, 0);
 	ASSERT_NE(MAP_FAILED, nc);
 	EXPECT_EQ(-ENOENT, dmabuf_memattr(self->device->fd, fd, 2));
-	ASSERT_EQ(0, dmabuf_memattr(self->device->fd, fd, VFIO_DEVICE_DMA_BUF_MEMATTR_WC));
-	wc = dmabuf_mmap(fd, pg, 0);
-	ASSERT_NE(MAP_FAILED, wc);
-	WRITE_ONCE(wc[5], 0xc0ffeeULL);
-	__sync_synchronize();
-	EXPECT_EQ(0xc0ffeeULL, READ_ONCE(nc[5]));
+
+	prefetch = bar_flags(device_bdf, self->bar) & IORESOURCE_PREFETCH;
+	pat = !pat_memtype(bar_phys(device_bdf, self->bar) + r.offset, type, sizeof(type));
+	ret = dmabuf_memattr(self->device->fd, fd, VFIO_DEVICE_DMA_BUF_MEMATTR_WC);
+	TH_LOG("WC: %s (%sprefetchable BAR, PAT memtype %s)", ret ? strerror(-ret) : "granted",
+	       prefetch ? "" : "non-", pat ? type : "unknown");
+	if (!ret) {
+		/* granted: the mappings are write-combining */
+		EXPECT_TRUE(prefetch);
+		if (pat)
+			EXPECT_STREQ("write-combining", type);
+		wc = dmabuf_mmap(fd, pg, 0);
+		ASSERT_NE(MAP_FAILED, wc);
+		WRITE_ONCE(wc[5], 0xc0ffeeULL);
+		__sync_synchronize();
+		EXPECT_EQ(0xc0ffeeULL, READ_ONCE(nc[5]));
+		munmap(wc, pg);
+	} else {
+		/* refused, with EOPNOTSUPP, only where WC cannot be had */
+		EXPECT_EQ(-EOPNOTSUPP, ret);
+		if (prefetch && pat)
+			EXPECT_STRNE("write-combining", type);
+	}
 	ASSERT_EQ(0, dmabuf_memattr(self->device->fd, fd, VFIO_DEVICE_DMA_BUF_MEMATTR_NC));
 	munmap(nc, pg);
-	munmap(wc, pg);
 	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * No write-combining for a BAR that is not prefetchable: WC reads
+ * speculatively and merges writes, which registers do not take. Needs a
+ * device with such a BAR of a page or more (QEMU's edu has one).
+ */
+TEST(memattr_wc_needs_prefetchable)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range r = { .offset = 0, .length = pg };
+	struct vfio_pci_device *device;
+	struct iommu *iommu;
+	int i, fd, tested = 0;
+
+	iommu = iommu_init(default_iommu_mode);
+	device = vfio_pci_device_init(device_bdf, iommu);
+	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
+		if (device->bars[i].info.size < pg ||
+		    (bar_flags(device_bdf, i) & IORESOURCE_PREFETCH))
+			continue;
+		fd = dmabuf_export(device->fd, i, &r, 1);
+		EXPECT_LE(0, fd) TH_LOG("BAR %d: export: %s", i, strerror(-fd));
+		if (fd < 0)
+			continue;
+		EXPECT_EQ(-EOPNOTSUPP, dmabuf_memattr(device->fd, fd,
+						      VFIO_DEVICE_DMA_BUF_MEMATTR_WC));
+		EXPECT_EQ(0, dmabuf_memattr(device->fd, fd, VFIO_DEVICE_DMA_BUF_MEMATTR_NC));
+		EXPECT_EQ(0, close(fd));
+		tested++;
+	}
+	vfio_pci_device_cleanup(device);
+	iommu_cleanup(iommu);
+	if (!tested)
+		SKIP(return, "%s: no non-prefetchable BAR of a page or more", device_bdf);
 }
 
 /*
