@@ -93,13 +93,55 @@ BAD = re.compile(
 )
 
 
+# Reports of the base kernel that are not the series' and that a boot
+# cannot avoid, matched by their first line, frames that must all be in
+# the report, and the latest time (s) they can come at. Each is shown and
+# recorded as a skipped check, never as a pass; any other report fails.
+KNOWN = [
+    # An edge interrupt during identify_cpu(), long before any driver of
+    # the series runs: KASAN flags the irq_desc lock in handle_edge_irq().
+    # Seen once in about ten boots with the emulated VT-d under TCG.
+    (re.compile(r"BUG: KASAN: wild-memory-access in do_raw_spin_lock"),
+     ("handle_edge_irq", "identify_cpu", "start_kernel"), 1.0,
+     "early-boot edge IRQ in identify_cpu() (base kernel, TCG)"),
+]
+TIME = re.compile(r"^\[\s*(\d+\.\d+)\]")
+
+
+def known_report(lines, i):
+    """(reason, end) if the report starting at lines[i] is in KNOWN."""
+    m = TIME.match(lines[i])
+    t = float(m.group(1)) if m else None
+    end = i + 1
+    while end < len(lines) and "=====" not in lines[end]:
+        end += 1
+    block = "\n".join(lines[i:end])
+    for first, frames, before, reason in KNOWN:
+        if first.search(lines[i]) and t is not None and t < before and \
+           all(f in block for f in frames):
+            return reason, end
+    return None, i + 1
+
+
 def parse_dmesg(results, stage, path):
     try:
         lines = open(path, errors="replace").read().splitlines()
     except OSError:
         record(results, stage, f"kernel log {path} missing", "fail")
         return
-    hits = [l for l in lines if BAD.search(l)]
+    hits, i = [], 0
+    while i < len(lines):
+        if not BAD.search(lines[i]):
+            i += 1
+            continue
+        reason, end = known_report(lines, i)
+        if reason:
+            print(f"{stage}: known kernel report ({reason}): {lines[i]}", file=sys.stderr)
+            record(results, stage, f"known base-kernel report: {reason}", "skip")
+            i = end
+            continue
+        hits.append(lines[i])
+        i += 1
     for l in hits[:20]:
         print(f"{stage}: kernel log: {l}", file=sys.stderr)
     record(results, stage, "kernel log clean (no WARNING/BUG/lockdep/KASAN/UBSAN)",
