@@ -194,25 +194,41 @@ static int ioas_get_pa(struct iommu *iommu, __u64 iova, __u64 *pa)
 	return 0;
 }
 
-/* Bus address of a BAR, from sysfs. */
-static __u64 bar_phys(const char *bdf, int bar)
+/*
+ * Start address and IORESOURCE_* flags of a BAR, from sysfs; both 0 if
+ * there is no such line.
+ */
+static void bar_resource(const char *bdf, int bar, __u64 *start, __u64 *flags)
 {
-	unsigned long long start = 0, end, flags;
+	unsigned long long s = 0, end, fl = 0;
 	char path[PATH_MAX];
 	FILE *f;
 	int i;
 
+	*start = 0;
+	*flags = 0;
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource", bdf);
 	f = fopen(path, "r");
 	if (!f)
-		return 0;
+		return;
 	for (i = 0; i <= bar; i++) {
-		if (fscanf(f, "%llx %llx %llx", &start, &end, &flags) != 3) {
-			start = 0;
+		if (fscanf(f, "%llx %llx %llx", &s, &end, &fl) != 3) {
+			s = 0;
+			fl = 0;
 			break;
 		}
 	}
 	fclose(f);
+	*start = s;
+	*flags = fl;
+}
+
+/* Bus address of a BAR, from sysfs. */
+static __u64 bar_phys(const char *bdf, int bar)
+{
+	__u64 start, flags;
+
+	bar_resource(bdf, bar, &start, &flags);
 	return start;
 }
 
@@ -1653,22 +1669,9 @@ TEST_F(vfio_pci_dmabuf, close_device_revokes)
 /* The IORESOURCE_* flags of a BAR, from sysfs. */
 static __u64 bar_flags(const char *bdf, int bar)
 {
-	unsigned long long start, end, flags = 0;
-	char path[PATH_MAX];
-	FILE *f;
-	int i;
+	__u64 start, flags;
 
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource", bdf);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	for (i = 0; i <= bar; i++) {
-		if (fscanf(f, "%llx %llx %llx", &start, &end, &flags) != 3) {
-			flags = 0;
-			break;
-		}
-	}
-	fclose(f);
+	bar_resource(bdf, bar, &start, &flags);
 	return flags;
 }
 
