@@ -64,6 +64,7 @@ struct test_ctx {
 
 	/* observations */
 	int match_calls;
+	int match_mapping_calls;
 	int matched_exp, matched_imp;
 	bool locked_in_match;
 	int attach_calls;
@@ -115,6 +116,7 @@ static int test_match_mapping(struct dma_buf_match_args *args)
 {
 	struct test_ctx *ctx = ctx_of(args->attach);
 
+	ctx->match_mapping_calls++;
 	ctx->imp_base = args->imp;
 	return dma_buf_match_mapping(args, ctx->exp, ctx->nr_exp);
 }
@@ -616,19 +618,22 @@ static void test_legacy_importer(struct kunit *test)
 	test_done(test, attach);
 }
 
+static struct dma_buf_attachment *attach_pal(struct test_ctx *ctx,
+					     const struct dma_buf_attach_ops *ops)
+{
+	return dma_buf_pal_attach(ctx->dmabuf, ctx->dev, ops, ctx);
+}
+
 /* Importer with mapping types on a legacy exporter: only SGT is there. */
 static void test_legacy_exporter(struct kunit *test)
 {
 	struct test_ctx *ctx = test->priv;
-	const struct dma_buf_mapping_match pal_sgt[] = {
-		DMA_BUF_IMAPPING_PAL(),
-		DMA_BUF_IMAPPING_SGT(ctx->dev, true),
-	};
+	const struct dma_buf_mapping_match sgt = DMA_BUF_IMAPPING_SGT(ctx->dev, true);
 	struct dma_buf_attachment *attach;
 
 	test_export(test, &test_legacy_ops);
 
-	attach = dma_buf_mapping_attach(ctx->dmabuf, ctx->dev, pal_sgt, 2,
+	attach = dma_buf_mapping_attach(ctx->dmabuf, ctx->dev, &sgt, 1,
 					&test_revocable_importer, ctx);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, attach);
 	KUNIT_EXPECT_PTR_EQ(test, attach->map_type.type, &dma_buf_mapping_sgt_type);
@@ -636,19 +641,82 @@ static void test_legacy_exporter(struct kunit *test)
 	KUNIT_EXPECT_NULL(test, attach->map_type.sgt.exp_ops);
 	dma_buf_detach(ctx->dmabuf, attach);
 
-	/* PAL only: nothing in common */
-	attach = dma_buf_mapping_attach(ctx->dmabuf, ctx->dev, pal_sgt, 1,
-					&test_revocable_importer, ctx);
+	/* PAL: nothing in common */
+	attach = attach_pal(ctx, &test_revocable_importer);
 	KUNIT_EXPECT_EQ(test, PTR_ERR(attach), -EOPNOTSUPP);
 	test_done(test, NULL);
 }
 
-static struct dma_buf_attachment *attach_pal(struct test_ctx *ctx,
-					     const struct dma_buf_attach_ops *ops)
+/*
+ * PAL cannot be had through dma_buf_mapping_attach(), whatever else the
+ * list holds and whatever the exporter offers: the attach fails before
+ * the exporter hears of it, and nothing is left attached.
+ */
+static void test_pal_not_in_mapping_attach(struct kunit *test)
 {
-	const struct dma_buf_mapping_match imp = DMA_BUF_IMAPPING_PAL();
+	struct test_ctx *ctx = test->priv;
+	const struct dma_buf_mapping_match pal_sgt[] = {
+		DMA_BUF_IMAPPING_SGT(ctx->dev, true),
+		{ .type = &dma_buf_mapping_pal_type },
+	};
+	struct dma_buf_attachment *attach;
 
-	return dma_buf_mapping_attach(ctx->dmabuf, ctx->dev, &imp, 1, ops, ctx);
+	test_export(test, &test_mapping_ops);
+	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_PAL(&test_pal_ops);
+	ctx->exp[1] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_SGT(&test_sgt_ops, true);
+	ctx->nr_exp = 2;
+
+	kunit_warning_suppress(test) {
+		attach = dma_buf_mapping_attach(ctx->dmabuf, ctx->dev, pal_sgt,
+						ARRAY_SIZE(pal_sgt),
+						&test_revocable_importer, ctx);
+		KUNIT_EXPECT_EQ(test, PTR_ERR(attach), -EINVAL);
+		if (!IS_ERR(attach))
+			dma_buf_detach(ctx->dmabuf, attach);
+		attach = dma_buf_mapping_attach(ctx->dmabuf, ctx->dev, &pal_sgt[1], 1,
+						&test_revocable_importer, ctx);
+		KUNIT_EXPECT_EQ(test, PTR_ERR(attach), -EINVAL);
+		if (!IS_ERR(attach))
+			dma_buf_detach(ctx->dmabuf, attach);
+		KUNIT_EXPECT_SUPPRESSED_WARNING_COUNT(test, 2);
+	}
+	/* refused before the exporter's match_mapping or attach ran */
+	KUNIT_EXPECT_EQ(test, ctx->match_mapping_calls, 0);
+	KUNIT_EXPECT_EQ(test, ctx->attach_calls, 0);
+
+	/* The SGT entry alone still works */
+	attach = dma_buf_mapping_attach(ctx->dmabuf, ctx->dev, pal_sgt, 1,
+					&test_revocable_importer, ctx);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, attach);
+	KUNIT_EXPECT_PTR_EQ(test, attach->map_type.type, &dma_buf_mapping_sgt_type);
+	test_done(test, attach);
+}
+
+/*
+ * A PAL attachment is not an SGT one: dma_buf_map_attachment() refuses it,
+ * with a warning, and the exporter is not asked for anything.
+ */
+static void test_pal_not_sgt_mapped(struct kunit *test)
+{
+	struct test_ctx *ctx = test->priv;
+	struct dma_buf_attachment *attach;
+	struct sg_table *sgt;
+
+	test_export(test, &test_mapping_ops);
+	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_PAL(&test_pal_ops);
+	ctx->exp[1] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_SGT(&test_sgt_ops, false);
+	ctx->nr_exp = 2;
+	attach = attach_pal(ctx, &test_revocable_importer);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, attach);
+	KUNIT_ASSERT_PTR_EQ(test, attach->map_type.type, &dma_buf_mapping_pal_type);
+
+	kunit_warning_suppress(test) {
+		sgt = dma_buf_map_attachment_unlocked(attach, DMA_TO_DEVICE);
+		KUNIT_EXPECT_SUPPRESSED_WARNING_COUNT(test, 1);
+	}
+	KUNIT_EXPECT_EQ(test, PTR_ERR(sgt), -EINVAL);
+	KUNIT_EXPECT_EQ(test, ctx->sgt_maps + ctx->legacy_maps + ctx->pal_maps, 0);
+	test_done(test, attach);
 }
 
 /* PAL: map and unmap under the reservation lock. */
@@ -778,6 +846,8 @@ static struct kunit_case dma_mapping_cases[] = {
 	KUNIT_CASE(test_legacy_both),
 	KUNIT_CASE(test_legacy_importer),
 	KUNIT_CASE(test_legacy_exporter),
+	KUNIT_CASE(test_pal_not_in_mapping_attach),
+	KUNIT_CASE(test_pal_not_sgt_mapped),
 	KUNIT_CASE(test_pal_map_unmap),
 	KUNIT_CASE(test_pal_needs_revocable),
 	KUNIT_CASE(test_pal_bad_lists),

@@ -13,7 +13,7 @@
 //! importer through [`Importer::invalidate`], with the reservation lock held.
 
 use super::{
-    mapping::{self, ImportType, MappingType, Negotiated, Pal, Sgt},
+    mapping::{self, ImportType, MappingType, Negotiated, Sgt},
     DmaBuf, ResvGuard,
 };
 use crate::{
@@ -136,8 +136,6 @@ impl DmaBuf {
         // checked before the `Attachment` is built.
         Ok(if mapping::is_type::<Sgt>(ty) {
             Negotiated::Sgt(Attachment::new(raw, buf, importer, dev))
-        } else if mapping::is_type::<Pal>(ty) {
-            Negotiated::Pal(Attachment::new(raw, buf, importer, dev))
         } else {
             // The core only picks a type both sides listed; this is a bug in the exporter.
             // SAFETY: `raw` is an attachment of `self` that is not used afterwards.

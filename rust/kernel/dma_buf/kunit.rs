@@ -3,8 +3,10 @@
 //! KUnit tests of the dma-buf abstractions.
 //!
 //! A Rust test exporter with a configurable offer of mapping types, and a Rust test importer, on a
-//! faux device. Every test checks at the end that the exporter saw as many detaches as attaches
-//! and unmaps as maps, and that the buffer was released, i.e. nothing leaked.
+//! faux device. The abstractions have no PAL importer (the C core gives physical addresses to
+//! iommufd only), so PAL exports are imported here the way iommufd does it, through the C calls.
+//! Every test checks at the end that the exporter saw as many detaches as attaches and unmaps as
+//! maps, and that the buffer was released, i.e. nothing leaked.
 
 #[macros::kunit_tests(rust_dma_buf)]
 mod tests {
@@ -25,6 +27,7 @@ mod tests {
         },
         types::Opaque,
     };
+    use core::ptr::NonNull;
 
     const NR_PAGES: usize = 3;
     const SIZE: usize = NR_PAGES * PAGE_SIZE;
@@ -297,22 +300,107 @@ mod tests {
         }
     }
 
-    /// Negotiates `imp` against the offer `OFFER`; returns the type name or the error.
-    fn negotiate<const OFFER: usize>(imp: &[u8]) -> Result<&'static str> {
+    /// A PAL import done the way iommufd does it, with the core's C functions, which are not
+    /// exported to modules other than iommufd. Counts invalidations in `invalidated`.
+    ///
+    /// # Invariants
+    ///
+    /// `raw` is a live attachment of `buf` from `dma_buf_pal_attach()`, with `_invalidated` as
+    /// its importer data; it is detached only in `drop`.
+    struct PalImport {
+        raw: NonNull<bindings::dma_buf_attachment>,
+        buf: ARef<DmaBuf>,
+        _invalidated: Arc<Atomic<i32>>,
+    }
+
+    /// # Safety
+    ///
+    /// `attach` is an attachment made by [`PalImport::new`] and not detached yet.
+    unsafe extern "C" fn pal_invalidate(attach: *mut bindings::dma_buf_attachment) {
+        // SAFETY: By the safety requirements, `importer_priv` is the counter of a `PalImport`,
+        // which keeps it alive until after the detach.
+        let invalidated = unsafe { &*(*attach).importer_priv.cast::<Atomic<i32>>() };
+        invalidated.fetch_add(1, Relaxed);
+    }
+
+    static PAL_IMPORTER_OPS: bindings::dma_buf_attach_ops = bindings::dma_buf_attach_ops {
+        allow_peer2peer: false,
+        invalidate_mappings: Some(pal_invalidate),
+    };
+
+    impl PalImport {
+        fn new(buf: &DmaBuf, dev: &Device<Bound>, invalidated: Arc<Atomic<i32>>) -> Result<Self> {
+            let priv_: *const Atomic<i32> = &*invalidated;
+            // SAFETY: `buf` and `dev` are valid. `PAL_IMPORTER_OPS` is a static, and its
+            // callback takes `importer_priv` for the `Atomic<i32>` that `priv_` points to, which
+            // outlives the attachment: the `PalImport` holds a reference to it until after the
+            // detach.
+            let raw = crate::error::from_err_ptr(unsafe {
+                bindings::dma_buf_pal_attach(
+                    buf.as_raw(),
+                    dev.as_raw(),
+                    &PAL_IMPORTER_OPS,
+                    priv_.cast_mut().cast(),
+                )
+            })?;
+            // INVARIANT: `raw` was just attached to `buf` with `invalidated` as importer data.
+            Ok(Self {
+                raw: NonNull::new(raw).ok_or(EINVAL)?,
+                buf: buf.into(),
+                _invalidated: invalidated,
+            })
+        }
+
+        /// Maps the attachment under `resv`, calls `f` with the ranges and the provider's
+        /// owner while they are mapped, and unmaps them again.
+        fn map<R>(
+            &self,
+            resv: &ResvGuard<'_>,
+            f: impl FnOnce(&[PhysRange], *mut bindings::device) -> R,
+        ) -> Result<R> {
+            assert!(resv.is_locked(&self.buf));
+            // SAFETY: By the type invariants, `raw` is a live PAL attachment, and `resv` holds
+            // the reservation lock of its buffer.
+            let phys = crate::error::from_err_ptr(unsafe {
+                bindings::dma_buf_pal_map(self.raw.as_ptr())
+            })?;
+            // SAFETY: `phys` is a list `dma_buf_pal_map()` returned and checked: it holds
+            // `nr_ranges` ranges, and its provider is not NULL and, by the exporter's contract
+            // (`PalExport::new`), valid until the list is given back below. `PhysRange` is
+            // `repr(transparent)` over `struct phys_vec`, and the list is not written to while
+            // it is mapped.
+            let res = unsafe {
+                let ranges = core::slice::from_raw_parts(
+                    (&raw const (*phys).ranges).cast::<PhysRange>(),
+                    (*phys).nr_ranges,
+                );
+                f(ranges, (*(*phys).provider).owner)
+            };
+            // SAFETY: `phys` was mapped above from this attachment, the lock is still held, and
+            // nothing borrowed from it is left.
+            unsafe { bindings::dma_buf_pal_unmap(self.raw.as_ptr(), phys) };
+            Ok(res)
+        }
+    }
+
+    impl Drop for PalImport {
+        fn drop(&mut self) {
+            // SAFETY: By the type invariants, `raw` is a live attachment of `buf`, with no
+            // mapping left (`map` unmaps before it returns).
+            unsafe { bindings::dma_buf_detach(self.buf.as_raw(), self.raw.as_ptr()) };
+        }
+    }
+
+    /// Negotiates a Rust SGT importer (`b's'`) or a PAL import (`b'p'`) against the offer
+    /// `OFFER`; returns the type name or the error.
+    fn negotiate<const OFFER: usize>(imp: u8) -> Result<&'static str> {
         let ctx = Ctx::new()?;
         let buf = ctx.export::<OFFER>(false)?;
-        let mut types = KVec::new();
-        for t in imp {
-            types.push(
-                if *t == b's' {
-                    ctx.sgt()
-                } else {
-                    ImportType::Pal
-                },
-                GFP_KERNEL,
-            )?;
-        }
-        let res = ctx.attach(&buf, &types).map(|n| n.type_name());
+        let res = if imp == b's' {
+            ctx.attach(&buf, &[ctx.sgt()]).map(|n| n.type_name())
+        } else {
+            PalImport::new(&buf, ctx.dev(), ctx.invalidated.clone()).map(|_| Pal::NAME)
+        };
         ctx.finish(buf);
         assert_eq!(ctx.counters.attach.load(Relaxed), i32::from(res.is_ok()));
         res
@@ -365,19 +453,17 @@ mod tests {
 
     #[test]
     fn rust_dma_buf_negotiate() -> Result {
-        // The exporter's order wins, the importer's breaks ties.
-        assert_eq!(negotiate::<SGT>(b"s"), Ok("sgt"));
-        assert_eq!(negotiate::<SGT>(b"p"), Err(EOPNOTSUPP));
-        assert_eq!(negotiate::<SGT>(b"ps"), Ok("sgt"));
-        assert_eq!(negotiate::<PAL>(b"p"), Ok("pal"));
-        assert_eq!(negotiate::<PAL>(b"s"), Err(EOPNOTSUPP));
-        assert_eq!(negotiate::<PAL>(b"sp"), Ok("pal"));
-        assert_eq!(negotiate::<PAL_SGT>(b"sp"), Ok("pal"));
-        assert_eq!(negotiate::<PAL_SGT>(b"s"), Ok("sgt"));
-        assert_eq!(negotiate::<SGT_PAL>(b"ps"), Ok("sgt"));
-        assert_eq!(negotiate::<SGT_PAL>(b"p"), Ok("pal"));
+        // Each importer gets the one type it takes, wherever the exporter lists it.
+        assert_eq!(negotiate::<SGT>(b's'), Ok("sgt"));
+        assert_eq!(negotiate::<SGT>(b'p'), Err(EOPNOTSUPP));
+        assert_eq!(negotiate::<PAL>(b'p'), Ok("pal"));
+        assert_eq!(negotiate::<PAL>(b's'), Err(EOPNOTSUPP));
+        assert_eq!(negotiate::<PAL_SGT>(b's'), Ok("sgt"));
+        assert_eq!(negotiate::<PAL_SGT>(b'p'), Ok("pal"));
+        assert_eq!(negotiate::<SGT_PAL>(b's'), Ok("sgt"));
+        assert_eq!(negotiate::<SGT_PAL>(b'p'), Ok("pal"));
         // Peer-to-peer only buffers need peer-to-peer importers.
-        assert_eq!(negotiate::<SGT_P2P>(b"s"), Err(EOPNOTSUPP));
+        assert_eq!(negotiate::<SGT_P2P>(b's'), Err(EOPNOTSUPP));
         Ok(())
     }
 
@@ -389,10 +475,7 @@ mod tests {
             dma_dev: ctx.dev(),
             p2p: true,
         };
-        let att = ctx.attach(&buf, &[p2p])?;
-        let Negotiated::Sgt(att) = att else {
-            return Err(EINVAL);
-        };
+        let Negotiated::Sgt(att) = ctx.attach(&buf, &[p2p])?;
         assert!(att.peer2peer());
         drop(att);
         assert_eq!(ctx.attach(&buf, &[]).err(), Some(EINVAL));
@@ -416,9 +499,7 @@ mod tests {
     fn rust_dma_buf_sgt_map() -> Result {
         let ctx = Ctx::new()?;
         let buf = ctx.export::<PAL_SGT>(false)?;
-        let Negotiated::Sgt(att) = ctx.attach(&buf, &[ctx.sgt()])? else {
-            return Err(EINVAL);
-        };
+        let Negotiated::Sgt(att) = ctx.attach(&buf, &[ctx.sgt()])?;
         {
             let resv = buf.lock();
             let map = att.map(&resv, DataDirection::ToDevice)?;
@@ -453,26 +534,22 @@ mod tests {
     fn rust_dma_buf_pal_map() -> Result {
         let ctx = Ctx::new()?;
         let buf = ctx.export::<PAL_SGT>(false)?;
-        let Negotiated::Pal(att) = ctx.attach(&buf, &[ctx.sgt(), ImportType::Pal])? else {
-            return Err(EINVAL);
-        };
+        let pal = PalImport::new(&buf, ctx.dev(), ctx.invalidated.clone())?;
         {
             let resv = buf.lock();
-            let map = att.map(&resv)?;
-            let ranges = map.ranges();
-            assert_eq!(ranges.len(), 2);
-            assert_eq!(ranges[0], PhysRange::new(FAKE_PHYS, PAGE_SIZE));
-            assert_eq!(ranges[1].addr(), FAKE_PHYS + 4 * PAGE_SIZE as u64);
-            assert_eq!(ranges[1].len(), 2 * PAGE_SIZE);
-            assert_eq!(
-                // SAFETY: The provider of the test buffer has its owner set at export.
-                unsafe { (*map.provider().as_raw()).owner },
-                ctx.dev().as_raw()
-            );
-            assert_eq!(ctx.counters.live_maps.load(Relaxed), 1);
+            pal.map(&resv, |ranges, owner| {
+                assert_eq!(ranges.len(), 2);
+                assert_eq!(ranges[0], PhysRange::new(FAKE_PHYS, PAGE_SIZE));
+                assert_eq!(ranges[1].addr(), FAKE_PHYS + 4 * PAGE_SIZE as u64);
+                assert_eq!(ranges[1].len(), 2 * PAGE_SIZE);
+                assert_eq!(owner, ctx.dev().as_raw());
+                // The exporter counts the list as mapped until it is given back.
+                assert_eq!(ctx.counters.live_maps.load(Relaxed), 1);
+            })?;
         }
+        assert_eq!(ctx.counters.maps.load(Relaxed), 1);
         assert_eq!(ctx.counters.live_maps.load(Relaxed), 0);
-        drop(att);
+        drop(pal);
         ctx.finish(buf);
         Ok(())
     }
@@ -481,15 +558,11 @@ mod tests {
     fn rust_dma_buf_revoke() -> Result {
         let ctx = Ctx::new()?;
         let (buf, data) = ctx.export_with::<SGT_PAL>(false, false, SIZE)?;
-        let Negotiated::Pal(pal) = ctx.attach(&buf, &[ImportType::Pal])? else {
-            return Err(EINVAL);
-        };
-        let Negotiated::Sgt(sgt) = ctx.attach(&buf, &[ctx.sgt()])? else {
-            return Err(EINVAL);
-        };
+        let pal = PalImport::new(&buf, ctx.dev(), ctx.invalidated.clone())?;
+        let Negotiated::Sgt(sgt) = ctx.attach(&buf, &[ctx.sgt()])?;
         {
             let resv = buf.lock();
-            drop(pal.map(&resv)?);
+            pal.map(&resv, |_, _| ())?;
             drop(sgt.map(&resv, DataDirection::Bidirectional)?);
             assert_eq!(ctx.invalidated.load(Relaxed), 0);
 
@@ -499,7 +572,7 @@ mod tests {
             // Both importers heard of it.
             assert_eq!(ctx.invalidated.load(Relaxed), 2);
 
-            assert_eq!(pal.map(&resv).err(), Some(ENODEV));
+            assert_eq!(pal.map(&resv, |_, _| ()).err(), Some(ENODEV));
             assert_eq!(sgt.map(&resv, DataDirection::ToDevice).err(), Some(ENODEV));
         }
         assert_eq!(ctx.counters.maps.load(Relaxed), 2);
@@ -525,9 +598,7 @@ mod tests {
         assert_eq!(ret, 0);
 
         let buf = ctx.export_with::<SGT>(false, true, SIZE)?.0;
-        let Negotiated::Sgt(att) = ctx.attach(&buf, &[ctx.sgt()])? else {
-            return Err(EINVAL);
-        };
+        let Negotiated::Sgt(att) = ctx.attach(&buf, &[ctx.sgt()])?;
         {
             let resv = buf.lock();
             let map = att.map(&resv, DataDirection::Bidirectional)?;

@@ -26,9 +26,8 @@ pub enum Sgt {}
 
 /// The PAL mapping type: the physical address list of the buffer.
 ///
-/// Only importers that program an IOMMU themselves use it; they can always be revoked.
-/// Mapped with [`Attachment::<Pal, _>::map`](super::Attachment::map) into a
-/// [`PalMapping`](super::PalMapping).
+/// Rust drivers can only offer it, as exporters ([`ExportType::Pal`]): the C core lets only
+/// the importers that program an IOMMU themselves (iommufd) map it, and those are C modules.
 pub enum Pal {}
 
 /// A mapping type known to the Rust abstractions, [`Sgt`] or [`Pal`].
@@ -84,8 +83,6 @@ pub enum ImportType<'a> {
         /// `struct page`s.
         p2p: bool,
     },
-    /// The importer takes the physical address list of the buffer.
-    Pal,
 }
 
 impl ImportType<'_> {
@@ -99,7 +96,6 @@ impl ImportType<'_> {
                 raw.__bindgen_anon_1.sgt.dma_dev = dma_dev.as_raw();
                 raw.__bindgen_anon_1.sgt.p2p = p2p;
             }
-            ImportType::Pal => raw.type_ = Pal::c_type(),
         }
         raw
     }
@@ -148,13 +144,12 @@ impl ExportType {
 
 /// An attachment after mapping-type negotiation.
 ///
-/// Returned by [`DmaBuf::attach`](super::DmaBuf::attach); one variant per mapping type the
-/// importer listed that can win.
+/// Returned by [`DmaBuf::attach`](super::DmaBuf::attach); one variant per mapping type a Rust
+/// importer can list. Importers outside the kernel crate must expect more variants to come.
+#[non_exhaustive]
 pub enum Negotiated<I: Importer> {
     /// The exporter and the importer agreed on the SGT type.
     Sgt(Attachment<Sgt, I>),
-    /// The exporter and the importer agreed on the PAL type.
-    Pal(Attachment<Pal, I>),
 }
 
 impl<I: Importer> Negotiated<I> {
@@ -162,7 +157,6 @@ impl<I: Importer> Negotiated<I> {
     pub fn type_name(&self) -> &'static str {
         match self {
             Negotiated::Sgt(_) => Sgt::NAME,
-            Negotiated::Pal(_) => Pal::NAME,
         }
     }
 }

@@ -15,9 +15,10 @@
 //! - [`Attachment`]: an importer's attachment, detached on drop, typed by the negotiated mapping
 //!   type ([`Negotiated`]).
 //! - The mapping types [`Sgt`] (a DMA-mapped scatter-gather table, [`SgtMapping`]) and [`Pal`]
-//!   (the physical address list, [`PalMapping`]). Mappings borrow the attachment and the
-//!   reservation lock guard: they are unmapped exactly once, before the attachment is gone and
-//!   while the lock is held, so a revoke (which needs the lock) never finds one in use.
+//!   (the physical address list, [`PalExport`]; exporters only: the C core hands physical
+//!   addresses to iommufd alone). Mappings borrow the attachment and the reservation lock guard:
+//!   they are unmapped exactly once, before the attachment is gone and while the lock is held, so
+//!   a revoke (which needs the lock) never finds one in use.
 //!
 //! See [`Documentation/driver-api/dma-buf.rst`](srctree/Documentation/driver-api/dma-buf.rst).
 //!
@@ -61,8 +62,8 @@
 //! # Ok::<(), Error>(())
 //! ```
 //!
-//! An importer that takes whatever mapping type the exporter prefers. The match on the
-//! negotiated type is exhaustive, and each mapping only lives while the lock is held:
+//! An importer of scatter-gather tables. It matches on the negotiated type (more types may come),
+//! and each mapping only lives while the lock is held:
 //!
 //! ```
 //! use kernel::{
@@ -82,18 +83,14 @@
 //!
 //! fn import(fd: i32, dev: &Device<Bound>) -> Result<usize> {
 //!     let buf = DmaBuf::get(fd)?;
-//!     let types = [ImportType::Pal, ImportType::Sgt { dma_dev: dev, p2p: false }];
+//!     let types = [ImportType::Sgt { dma_dev: dev, p2p: false }];
 //!     let len = match buf.attach(dev, &types, MyImporter)? {
 //!         Negotiated::Sgt(attach) => {
 //!             let resv = buf.lock();
 //!             let sgt = attach.map(&resv, DataDirection::ToDevice)?;
 //!             sgt.iter().map(|entry| entry.dma_len() as usize).sum()
 //!         }
-//!         Negotiated::Pal(attach) => {
-//!             let resv = buf.lock();
-//!             let pal = attach.map(&resv)?;
-//!             pal.ranges().iter().map(|range| range.len()).sum()
-//!         }
+//!         _ => return Err(EOPNOTSUPP),
 //!     };
 //!     // The mapping was unmapped and the lock released at the end of its arm; the attachment
 //!     // detaches here.
@@ -115,5 +112,5 @@ pub use self::attachment::{Attachment, Importer};
 pub use self::dma_buf::{DmaBuf, ResvGuard};
 pub use self::exporter::{DataRef, Exporter, ExporterAttachment};
 pub use self::mapping::{ExportType, ImportType, MappingType, Negotiated, Pal, Sgt};
-pub use self::pal::{P2pProvider, PalExport, PalMapping, PhysRange};
+pub use self::pal::{P2pProvider, PalExport, PhysRange};
 pub use self::sgt::{SgtExport, SgtMapping};

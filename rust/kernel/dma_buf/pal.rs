@@ -4,9 +4,10 @@
 //!
 //! C header: [`include/linux/dma-buf-mapping.h`](srctree/include/linux/dma-buf-mapping.h)
 //!
-//! Importers that program an IOMMU themselves map an [`Attachment<Pal, _>`] into a
-//! [`PalMapping`]: the CPU physical ranges of the buffer and the peer-to-peer provider they belong
-//! to. Exporters hand out a [`PalExport`] from [`Exporter::map_pal`].
+//! Exporters hand out a [`PalExport`] from [`Exporter::map_pal`]: the CPU physical ranges of the
+//! buffer and the peer-to-peer provider they belong to. Only the importers that program an IOMMU
+//! themselves (iommufd) can map a PAL attachment, through C functions exported to them alone;
+//! the Rust abstractions have no PAL importer.
 //!
 //! Physical addresses bypass every check the DMA API makes, so building a [`PalExport`] is
 //! `unsafe`: the exporter vouches that the ranges are its memory and stay so until the importer
@@ -15,9 +16,8 @@
 //!
 //! [`Exporter::map_pal`]: super::Exporter::map_pal
 
-use super::{mapping::Pal, Attachment, Importer, ResvGuard};
-use crate::{bindings, error::from_err_ptr, prelude::*, types::Opaque};
-use core::{marker::PhantomData, ptr::NonNull};
+use crate::{bindings, prelude::*, types::Opaque};
+use core::ptr::NonNull;
 
 /// A peer-to-peer DMA provider: the PCI device whose MMIO a physical address list points into.
 ///
@@ -93,89 +93,6 @@ impl PhysRange {
     #[inline]
     pub const fn is_empty(&self) -> bool {
         self.0.len == 0
-    }
-}
-
-/// Gets the physical address list of a PAL attachment.
-///
-/// Not generic, so that the call to the module-restricted `dma_buf_pal_map()` is compiled into the
-/// kernel crate, not into the importer's module.
-///
-/// # Safety
-///
-/// `attach` is a live attachment of the PAL type, and the reservation lock of its buffer is held.
-#[inline(never)]
-unsafe fn pal_map(
-    attach: *mut bindings::dma_buf_attachment,
-) -> Result<NonNull<bindings::dma_buf_phys_list>> {
-    // SAFETY: Guaranteed by the safety requirements.
-    let phys = from_err_ptr(unsafe { bindings::dma_buf_pal_map(attach) })?;
-    NonNull::new(phys).ok_or(EINVAL)
-}
-
-impl<I: Importer> Attachment<Pal, I> {
-    /// Gets the physical address list of the buffer.
-    ///
-    /// `resv` must hold the reservation lock of the buffer; the mapping borrows it, so the buffer
-    /// cannot be revoked or moved while the mapping exists. Returns [`EINVAL`] if `resv` locks
-    /// another buffer or the exporter's list is malformed, [`ENODEV`] if the exporter revoked the
-    /// buffer, or the exporter's error.
-    pub fn map<'a>(&'a self, resv: &'a ResvGuard<'_>) -> Result<PalMapping<'a>> {
-        self.check_locked(resv)?;
-        // SAFETY: By the type invariants of `Attachment`, the attachment is live and of the PAL
-        // type, and the reservation lock of its buffer is held (checked above).
-        let phys = unsafe { pal_map(self.as_raw()) }?;
-        // INVARIANT: `phys` was just mapped from `attach`, and checked by the core.
-        Ok(PalMapping {
-            attach: self.as_raw(),
-            phys,
-            _borrow: PhantomData,
-        })
-    }
-}
-
-/// The physical address list of a PAL attachment.
-///
-/// Given back to the exporter when dropped, with the reservation lock still held.
-///
-/// # Invariants
-///
-/// `phys` was returned by `dma_buf_pal_map(attach)`, passed the core's checks, and is not given
-/// back yet; `attach` stays attached and the reservation lock of its buffer stays held for `'a`.
-pub struct PalMapping<'a> {
-    attach: *mut bindings::dma_buf_attachment,
-    phys: NonNull<bindings::dma_buf_phys_list>,
-    _borrow: PhantomData<&'a ResvGuard<'a>>,
-}
-
-impl PalMapping<'_> {
-    /// Returns the physical ranges, in the order they make up the buffer.
-    pub fn ranges(&self) -> &[PhysRange] {
-        let phys = self.phys.as_ptr();
-        // SAFETY: By the type invariants, the list is valid and holds `nr_ranges` ranges, which
-        // the exporter does not change while they are mapped. `PhysRange` is
-        // `repr(transparent)` over `struct phys_vec`.
-        unsafe {
-            core::slice::from_raw_parts(
-                (&raw const (*phys).ranges).cast::<PhysRange>(),
-                (*phys).nr_ranges,
-            )
-        }
-    }
-
-    /// Returns the provider the ranges belong to.
-    pub fn provider(&self) -> &P2pProvider {
-        // SAFETY: By the type invariants, the list is valid; the core checked that `provider` is
-        // set, and the exporter keeps it alive while the list is mapped.
-        unsafe { P2pProvider::from_raw((*self.phys.as_ptr()).provider) }
-    }
-}
-
-impl Drop for PalMapping<'_> {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariants, `phys` was mapped from `attach` and is given back only
-        // here, with the reservation lock held.
-        unsafe { bindings::dma_buf_pal_unmap(self.attach, self.phys.as_ptr()) };
     }
 }
 

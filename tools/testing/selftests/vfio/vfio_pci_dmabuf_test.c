@@ -1511,21 +1511,90 @@ TEST_F(vfio_pci_dmabuf, memory_disable_zaps_and_restores)
 	ASSERT_EQ(0, close(fd));
 }
 
+/* VFIO_DEVICE_RESET; 0 or -errno. */
+static int device_reset(struct vfio_pci_device *device)
+{
+	return __vfio_pci_device_reset(device);
+}
+
+/* Whether @device was opened through its group (else through its cdev). */
+static bool group_opened(struct vfio_pci_device *device)
+{
+	return device->iommu->mode->container_path;
+}
+
 /*
- * A reset (VFIO_DEVICE_RESET) takes the device away for a moment: the
- * dma-buf's mappings are zapped, and fault in again once it is back. A
- * dma-buf revoked for good stays revoked across it.
+ * VFIO_DEVICE_PCI_HOT_RESET of the slot or bus, which only @device is on
+ * (as ivshmem behind its own root port); 0 or -errno. A cdev-opened device
+ * passes no group fds, a group-opened one its group's.
  */
-TEST_F(vfio_pci_dmabuf, reset_zaps_and_restores)
+static int hot_reset(struct vfio_pci_device *device)
+{
+	size_t argsz = sizeof(struct vfio_pci_hot_reset) + sizeof(__s32);
+	struct vfio_pci_hot_reset *reset = calloc(1, argsz);
+	int ret = 0;
+
+	if (!reset)
+		return -ENOMEM;
+	reset->argsz = sizeof(*reset);
+	if (group_opened(device)) {
+		reset->argsz = argsz;
+		reset->count = 1;
+		reset->group_fds[0] = device->group_fd;
+	}
+	if (ioctl(device->fd, VFIO_DEVICE_PCI_HOT_RESET, reset))
+		ret = -errno;
+	free(reset);
+	return ret;
+}
+
+/*
+ * Why @device cannot be hot reset by this process, or NULL if it can:
+ * the devices the reset affects, from VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
+ * must all be this device and owned by us.
+ */
+static const char *hot_reset_refused(struct vfio_pci_device *device)
+{
+	size_t argsz = sizeof(struct vfio_pci_hot_reset_info) +
+		       sizeof(struct vfio_pci_dependent_device);
+	struct vfio_pci_hot_reset_info *info = calloc(1, argsz);
+	const char *why = NULL;
+
+	if (!info)
+		return "out of memory";
+	info->argsz = argsz;
+	if (ioctl(device->fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info)) {
+		if (errno == ENODEV)
+			why = "no slot or bus reset";
+		else if (errno == ENOSPC)
+			why = "the reset would take other devices along";
+		else
+			why = "no hot reset info";
+	} else if (info->count != 1) {
+		why = "the reset would take other devices along";
+	} else if (!group_opened(device) &&
+		   !(info->flags & VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED)) {
+		why = "the device is not owned by an iommufd context (no-IOMMU)";
+	}
+	free(info);
+	return why;
+}
+
+/*
+ * A reset takes the device away for a moment: the dma-buf's mappings are
+ * zapped, and fault in again once it is back. A dma-buf revoked for good
+ * stays revoked across it.
+ */
+static void check_reset_zaps_and_restores(struct __test_metadata *_metadata,
+					  FIXTURE_DATA(vfio_pci_dmabuf) *self,
+					  int (*reset)(struct vfio_pci_device *),
+					  __u64 first_page)
 {
 	const __u64 pg = getpagesize();
-	struct vfio_region_dma_range r = { .offset = 44 * pg, .length = 2 * pg };
+	struct vfio_region_dma_range r = { .offset = first_page * pg, .length = 2 * pg };
 	__u64 *p, *q, val;
 	long before, base;
 	int fd, fd2;
-
-	if (!(self->device->info.flags & VFIO_DEVICE_FLAGS_RESET))
-		SKIP(return, "%s cannot be reset", device_bdf);
 
 	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
 	ASSERT_GE(fd, 0);
@@ -1535,7 +1604,7 @@ TEST_F(vfio_pci_dmabuf, reset_zaps_and_restores)
 	ASSERT_NE(MAP_FAILED, p);
 	q = dmabuf_mmap(fd2, pg, 0);
 	ASSERT_NE(MAP_FAILED, q);
-	WRITE_ONCE(p[1], 0xabcdULL);
+	WRITE_ONCE(p[1], 0xabcdULL ^ first_page);
 	EXPECT_FALSE(sigbus(q));
 	ASSERT_EQ(0, dmabuf_revoke(self->device->fd, fd2));
 	/* the faults that reading a mapped page costs: none, or incidental */
@@ -1543,14 +1612,14 @@ TEST_F(vfio_pci_dmabuf, reset_zaps_and_restores)
 	ASSERT_FALSE(read_sigbus(&p[1], &val));
 	base = minor_faults() - before;
 
-	ASSERT_EQ(0, __vfio_pci_device_reset(self->device));
+	ASSERT_EQ(0, reset(self->device));
 
 	/* usable again, through a new fault: the reset zapped the PTE */
 	before = minor_faults();
 	ASSERT_FALSE(read_sigbus(&p[1], &val));
 	EXPECT_LT(base, minor_faults() - before);
 	/* ivshmem's BAR2 is RAM: the data survives the reset */
-	EXPECT_EQ(0xabcdULL, val);
+	EXPECT_EQ(0xabcdULL ^ first_page, val);
 	/* the one revoked for good did not come back */
 	EXPECT_TRUE(sigbus(q));
 	EXPECT_EQ(MAP_FAILED, dmabuf_mmap(fd2, pg, 0));
@@ -1560,6 +1629,24 @@ TEST_F(vfio_pci_dmabuf, reset_zaps_and_restores)
 	munmap(q, pg);
 	ASSERT_EQ(0, close(fd));
 	ASSERT_EQ(0, close(fd2));
+}
+
+/* VFIO_DEVICE_RESET (here a secondary bus reset of ivshmem's root port) */
+TEST_F(vfio_pci_dmabuf, reset_zaps_and_restores)
+{
+	if (!(self->device->info.flags & VFIO_DEVICE_FLAGS_RESET))
+		SKIP(return, "%s cannot be reset", device_bdf);
+	check_reset_zaps_and_restores(_metadata, self, device_reset, 44);
+}
+
+/* VFIO_DEVICE_PCI_HOT_RESET, the reset of the whole slot or bus */
+TEST_F(vfio_pci_dmabuf, hot_reset_zaps_and_restores)
+{
+	const char *why = hot_reset_refused(self->device);
+
+	if (why)
+		SKIP(return, "%s: %s", device_bdf, why);
+	check_reset_zaps_and_restores(_metadata, self, hot_reset, 52);
 }
 
 /* Whether the runtime PM status of device @bdf is "suspended". */
