@@ -1586,7 +1586,7 @@ static const char *hot_reset_refused(struct vfio_pci_device *device)
  * stays revoked across it.
  */
 static void check_reset_zaps_and_restores(struct __test_metadata *_metadata,
-					  FIXTURE_DATA(vfio_pci_dmabuf) *self,
+					  struct vfio_pci_device *device, int bar,
 					  int (*reset)(struct vfio_pci_device *),
 					  __u64 first_page)
 {
@@ -1596,9 +1596,9 @@ static void check_reset_zaps_and_restores(struct __test_metadata *_metadata,
 	long before, base;
 	int fd, fd2;
 
-	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	fd = dmabuf_export(device->fd, bar, &r, 1);
 	ASSERT_GE(fd, 0);
-	fd2 = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	fd2 = dmabuf_export(device->fd, bar, &r, 1);
 	ASSERT_GE(fd2, 0);
 	p = dmabuf_mmap(fd, 2 * pg, 0);
 	ASSERT_NE(MAP_FAILED, p);
@@ -1606,13 +1606,13 @@ static void check_reset_zaps_and_restores(struct __test_metadata *_metadata,
 	ASSERT_NE(MAP_FAILED, q);
 	WRITE_ONCE(p[1], 0xabcdULL ^ first_page);
 	EXPECT_FALSE(sigbus(q));
-	ASSERT_EQ(0, dmabuf_revoke(self->device->fd, fd2));
+	ASSERT_EQ(0, dmabuf_revoke(device->fd, fd2));
 	/* the faults that reading a mapped page costs: none, or incidental */
 	before = minor_faults();
 	ASSERT_FALSE(read_sigbus(&p[1], &val));
 	base = minor_faults() - before;
 
-	ASSERT_EQ(0, reset(self->device));
+	ASSERT_EQ(0, reset(device));
 
 	/* usable again, through a new fault: the reset zapped the PTE */
 	before = minor_faults();
@@ -1636,7 +1636,7 @@ TEST_F(vfio_pci_dmabuf, reset_zaps_and_restores)
 {
 	if (!(self->device->info.flags & VFIO_DEVICE_FLAGS_RESET))
 		SKIP(return, "%s cannot be reset", device_bdf);
-	check_reset_zaps_and_restores(_metadata, self, device_reset, 44);
+	check_reset_zaps_and_restores(_metadata, self->device, self->bar, device_reset, 44);
 }
 
 /* VFIO_DEVICE_PCI_HOT_RESET, the reset of the whole slot or bus */
@@ -1646,7 +1646,7 @@ TEST_F(vfio_pci_dmabuf, hot_reset_zaps_and_restores)
 
 	if (why)
 		SKIP(return, "%s: %s", device_bdf, why);
-	check_reset_zaps_and_restores(_metadata, self, hot_reset, 52);
+	check_reset_zaps_and_restores(_metadata, self->device, self->bar, hot_reset, 52);
 }
 
 /* Whether the runtime PM status of device @bdf is "suspended". */
