@@ -337,6 +337,22 @@ static struct dma_buf *test_export(struct kunit *test, const struct dma_buf_ops 
 	return ctx->dmabuf;
 }
 
+/*
+ * Exports a buffer whose exporter offers PAL first and then, if @sgt, SGT
+ * (peer-to-peer only if @p2p).
+ */
+static void test_export_pal(struct kunit *test, bool sgt, bool p2p)
+{
+	struct test_ctx *ctx = test->priv;
+
+	test_export(test, &test_mapping_ops);
+	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_PAL(&test_pal_ops);
+	ctx->nr_exp = 1;
+	if (sgt)
+		ctx->exp[ctx->nr_exp++] =
+			(struct dma_buf_mapping_match)DMA_BUF_EMAPPING_SGT(&test_sgt_ops, p2p);
+}
+
 /* Detach, drop the buffer, and check that nothing was left behind. */
 static void test_done(struct kunit *test, struct dma_buf_attachment *attach)
 {
@@ -597,10 +613,7 @@ static void test_legacy_importer(struct kunit *test)
 	struct dma_buf_attachment *attach;
 	struct sg_table *sgt;
 
-	test_export(test, &test_mapping_ops);
-	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_PAL(&test_pal_ops);
-	ctx->exp[1] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_SGT(&test_sgt_ops, false);
-	ctx->nr_exp = 2;
+	test_export_pal(test, true, false);
 
 	attach = dma_buf_attach(ctx->dmabuf, ctx->dev);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, attach);
@@ -661,10 +674,7 @@ static void test_pal_not_in_mapping_attach(struct kunit *test)
 	};
 	struct dma_buf_attachment *attach;
 
-	test_export(test, &test_mapping_ops);
-	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_PAL(&test_pal_ops);
-	ctx->exp[1] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_SGT(&test_sgt_ops, true);
-	ctx->nr_exp = 2;
+	test_export_pal(test, true, true);
 
 	kunit_warning_suppress(test) {
 		attach = dma_buf_mapping_attach(ctx->dmabuf, ctx->dev, pal_sgt,
@@ -702,10 +712,7 @@ static void test_pal_not_sgt_mapped(struct kunit *test)
 	struct dma_buf_attachment *attach;
 	struct sg_table *sgt;
 
-	test_export(test, &test_mapping_ops);
-	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_PAL(&test_pal_ops);
-	ctx->exp[1] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_SGT(&test_sgt_ops, false);
-	ctx->nr_exp = 2;
+	test_export_pal(test, true, false);
 	attach = attach_pal(ctx, &test_revocable_importer);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, attach);
 	KUNIT_ASSERT_PTR_EQ(test, attach->map_type.type, &dma_buf_mapping_pal_type);
@@ -756,9 +763,7 @@ static void test_pal_needs_revocable(struct kunit *test)
 	struct test_ctx *ctx = test->priv;
 	struct dma_buf_attachment *attach;
 
-	test_export(test, &test_mapping_ops);
-	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_PAL(&test_pal_ops);
-	ctx->nr_exp = 1;
+	test_export_pal(test, false, false);
 
 	attach = attach_pal(ctx, NULL);
 	KUNIT_EXPECT_EQ(test, PTR_ERR(attach), -EOPNOTSUPP);
@@ -785,9 +790,7 @@ static void test_pal_bad_lists(struct kunit *test)
 	struct dma_buf_phys_list *phys;
 	int bad;
 
-	test_export(test, &test_mapping_ops);
-	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_PAL(&test_pal_ops);
-	ctx->nr_exp = 1;
+	test_export_pal(test, false, false);
 	attach = attach_pal(ctx, &test_revocable_importer);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, attach);
 
@@ -811,9 +814,7 @@ static void test_pal_revoke(struct kunit *test)
 	struct dma_buf_attachment *attach;
 	struct dma_buf_phys_list *phys;
 
-	test_export(test, &test_mapping_ops);
-	ctx->exp[0] = (struct dma_buf_mapping_match)DMA_BUF_EMAPPING_PAL(&test_pal_ops);
-	ctx->nr_exp = 1;
+	test_export_pal(test, false, false);
 	attach = attach_pal(ctx, &test_revocable_importer);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, attach);
 

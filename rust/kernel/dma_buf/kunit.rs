@@ -364,18 +364,19 @@ mod tests {
             let phys = crate::error::from_err_ptr(unsafe {
                 bindings::dma_buf_pal_map(self.raw.as_ptr())
             })?;
-            // SAFETY: `phys` is a list `dma_buf_pal_map()` returned and checked: it holds
-            // `nr_ranges` ranges, and its provider is not NULL and, by the exporter's contract
-            // (`PalExport::new`), valid until the list is given back below. `PhysRange` is
-            // `repr(transparent)` over `struct phys_vec`, and the list is not written to while
-            // it is mapped.
-            let res = unsafe {
-                let ranges = core::slice::from_raw_parts(
+            // SAFETY: `phys` is a list `dma_buf_pal_map()` returned and checked, with `nr_ranges`
+            // ranges that are not written to until it is given back below. `PhysRange` is
+            // `repr(transparent)` over `struct phys_vec`.
+            let ranges = unsafe {
+                core::slice::from_raw_parts(
                     (&raw const (*phys).ranges).cast::<PhysRange>(),
                     (*phys).nr_ranges,
-                );
-                f(ranges, (*(*phys).provider).owner)
+                )
             };
+            // SAFETY: The core checked that the provider is not NULL; by the exporter's contract
+            // (`PalExport::new`) it is valid until the list is given back below.
+            let owner = unsafe { (*(*phys).provider).owner };
+            let res = f(ranges, owner);
             // SAFETY: `phys` was mapped above from this attachment, the lock is still held, and
             // nothing borrowed from it is left.
             unsafe { bindings::dma_buf_pal_unmap(self.raw.as_ptr(), phys) };
