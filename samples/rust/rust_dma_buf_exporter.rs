@@ -4,19 +4,21 @@
 //!
 //! A misc device, `/dev/rust-dma-buf-exporter`, that exports page-backed dma-bufs. The
 //! `RUST_DMA_BUF_EXPORT` ioctl allocates a zeroed buffer of the size it is given and returns a
-//! dma-buf file descriptor for it. The buffer can be mapped with `mmap(2)` on that descriptor
-//! (shared mappings only, at any page offset) and imported by drivers through the SGT mapping
-//! type.
+//! dma-buf file descriptor for it, opened read-write or, with `RUST_DMA_BUF_EXPORT_READ_ONLY`,
+//! read-only. The buffer can be mapped with `mmap(2)` on that descriptor (shared mappings only,
+//! at any page offset; writable ones only of read-write descriptors) and imported by drivers
+//! through the SGT mapping type.
 //!
 //! The ioctl argument, as C:
 //!
 //! ```c
 //! struct rust_dma_buf_export {
 //!         __u64 size;     /* in: bytes, a multiple of the page size */
-//!         __u32 flags;    /* in: 0 */
+//!         __u32 flags;    /* in: 0 or RUST_DMA_BUF_EXPORT_READ_ONLY */
 //!         __s32 fd;       /* out: the dma-buf */
 //! };
 //! #define RUST_DMA_BUF_EXPORT _IOWR('|', 0x90, struct rust_dma_buf_export)
+//! #define RUST_DMA_BUF_EXPORT_READ_ONLY 1
 //! ```
 //!
 //! Errors: `EINVAL` for a size of 0 or not a multiple of the page size, or for unknown flags;
@@ -27,7 +29,9 @@ use kernel::{
     dma::DataDirection,
     dma_buf::{
         DmaBuf,
+        ExportOptions,
         ExportType,
+        Exported,
         Exporter,
         ExporterAttachment,
         SgtExport, //
@@ -84,6 +88,9 @@ unsafe impl AsBytes for ExportArg {}
 
 const RUST_DMA_BUF_EXPORT: u32 = _IOWR::<ExportArg>('|' as u32, 0x90);
 
+/// The flag of [`RUST_DMA_BUF_EXPORT`] for a read-only file descriptor.
+const RUST_DMA_BUF_EXPORT_READ_ONLY: u32 = 1;
+
 /// The largest buffer the sample exports.
 const MAX_SIZE: u64 = 16 << 20;
 
@@ -120,7 +127,11 @@ impl Pages {
     fn new(nr_pages: usize) -> Result<Self> {
         let mut pages = KVec::with_capacity(nr_pages, GFP_KERNEL)?;
         for _ in 0..nr_pages {
-            pages.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
+            // Charged to the memory cgroup of the task that asks for the buffer.
+            pages.push(
+                Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?,
+                GFP_KERNEL,
+            )?;
         }
         Ok(Self(Arc::new(pages, GFP_KERNEL)?))
     }
@@ -132,27 +143,30 @@ struct PageExporter;
 #[vtable]
 impl Exporter for PageExporter {
     type Data = KBox<Pages>;
+    type AttachData = ();
     const MAPPING_TYPES: &'static [ExportType] = &[ExportType::Sgt { p2p: false }];
 
     fn map_sgt(
         pages: &Pages,
-        attach: &ExporterAttachment,
+        attach: &ExporterAttachment<Self>,
         dir: DataDirection,
     ) -> Result<SgtExport> {
         SgtExport::from_pages(attach, &pages.0, dir)
     }
 
-    fn mmap(pages: &Pages, _buf: &DmaBuf, vma: &VmaNew) -> Result {
+    fn mmap(pages: &Pages, _buf: &Exported<Self>, vma: &VmaNew) -> Result {
         // The pages are inserted now, so the mapping needs no fault handler. Private mappings
-        // would copy on write and hide the buffer's pages: refuse them.
-        if vma.flags() & vm_flags::SHARED == 0 {
+        // would copy on write and hide the buffer's pages: refuse them. Test `MAYSHARE`: for a
+        // read-only file, the core clears `SHARED` (and `MAYWRITE`) of a `MAP_SHARED` mapping.
+        if vma.flags() & vm_flags::MAYSHARE == 0 {
             return Err(EINVAL);
         }
         let vma = vma.set_mixedmap();
         let nr_pages = (vma.end() - vma.start()) / PAGE_SIZE;
         // The core checked that the mapping lies within the buffer.
         let first = vma.pgoff();
-        let pages = pages.0.get(first..first + nr_pages).ok_or(EINVAL)?;
+        let last = first.checked_add(nr_pages).ok_or(EINVAL)?;
+        let pages = pages.0.get(first..last).ok_or(EINVAL)?;
         for (i, page) in pages.iter().enumerate() {
             vma.vm_insert_page(vma.start() + i * PAGE_SIZE, page)?;
         }
@@ -165,8 +179,13 @@ struct RustDmaBufDevice;
 
 impl RustDmaBufDevice {
     /// Exports a buffer as `arg` asks and reserves a descriptor for it.
-    fn export(arg: &ExportArg) -> Result<(ARef<DmaBuf>, FileDescriptorReservation)> {
-        if arg.flags != 0 || arg.size == 0 || arg.size & (PAGE_SIZE as u64 - 1) != 0 {
+    fn export(
+        arg: &ExportArg,
+    ) -> Result<(ARef<Exported<PageExporter>>, FileDescriptorReservation)> {
+        if arg.flags & !RUST_DMA_BUF_EXPORT_READ_ONLY != 0
+            || arg.size == 0
+            || arg.size & (PAGE_SIZE as u64 - 1) != 0
+        {
             return Err(EINVAL);
         }
         if arg.size > MAX_SIZE {
@@ -175,7 +194,12 @@ impl RustDmaBufDevice {
         let size = usize::try_from(arg.size)?;
         let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
         let pages = KBox::new(Pages::new(size / PAGE_SIZE)?, GFP_KERNEL)?;
-        Ok((DmaBuf::export::<PageExporter>(pages, size)?, fd))
+        let opts = if arg.flags & RUST_DMA_BUF_EXPORT_READ_ONLY != 0 {
+            ExportOptions::new().read_only()
+        } else {
+            ExportOptions::new()
+        };
+        Ok((DmaBuf::export_with::<PageExporter>(pages, size, opts)?, fd))
     }
 }
 

@@ -4,19 +4,76 @@
 //!
 //! C header: [`include/linux/dma-buf.h`](srctree/include/linux/dma-buf.h)
 //!
-//! An exporter implements [`Exporter`] and creates buffers with [`DmaBuf::export`]. Each buffer
-//! owns the exporter's private data ([`Exporter::Data`]) from the export until the last reference
-//! to the buffer is gone; the data is dropped then, in the `release` callback, and never earlier.
-//! The callbacks borrow it.
+//! An exporter implements [`Exporter`] and creates buffers with [`DmaBuf::export`] or
+//! [`DmaBuf::export_with`]. Each buffer owns the exporter's private data ([`Exporter::Data`])
+//! from the export until the last reference to the buffer is gone; the data is dropped then, in
+//! the `release` callback, and never earlier. The callbacks borrow it, and so does the typed
+//! handle the export returns, [`Exported`]. An exporter that must find its buffers again, to
+//! revoke or move them, keeps [`WeakDmaBuf`]s: they do not keep the buffers alive, so the
+//! exporter's own data can hold them without a reference cycle.
+//!
+//! Each attachment can have exporter data too ([`Exporter::AttachData`]), made by
+//! [`Exporter::attach`] and dropped after the detach.
 //!
 //! The exporter lists the mapping types it offers in [`Exporter::MAPPING_TYPES`] and implements
 //! the map function of each: [`Exporter::map_sgt`] for [`ExportType::Sgt`],
 //! [`Exporter::map_pal`] for [`ExportType::Pal`]. What a map function returns is given back, and
 //! dropped, when the importer unmaps.
+//!
+//! # Examples
+//!
+//! An exporter of page-backed buffers that offers the SGT mapping type:
+//!
+//! ```
+//! use kernel::{
+//!     dma::DataDirection,
+//!     dma_buf::{DmaBuf, ExportType, Exporter, ExporterAttachment, SgtExport},
+//!     page::{Page, PAGE_SIZE},
+//!     prelude::*,
+//!     sync::{Arc, ArcBorrow},
+//! };
+//!
+//! struct Pages;
+//!
+//! #[vtable]
+//! impl Exporter for Pages {
+//!     // Dropped when the last reference to the buffer goes away.
+//!     type Data = Arc<KVec<Page>>;
+//!     type AttachData = ();
+//!     const MAPPING_TYPES: &'static [ExportType] = &[ExportType::Sgt { p2p: false }];
+//!
+//!     fn map_sgt(
+//!         pages: ArcBorrow<'_, KVec<Page>>,
+//!         attach: &ExporterAttachment<Self>,
+//!         dir: DataDirection,
+//!     ) -> Result<SgtExport> {
+//!         // The table holds a reference to the pages until the importer unmaps it.
+//!         SgtExport::from_pages(attach, &pages.into(), dir)
+//!     }
+//! }
+//!
+//! let mut pages = KVec::new();
+//! for _ in 0..4 {
+//!     pages.push(Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
+//! }
+//! let buf = DmaBuf::export::<Pages>(Arc::new(pages, GFP_KERNEL)?, 4 * PAGE_SIZE)?;
+//! assert_eq!(buf.size(), 4 * PAGE_SIZE);
+//! assert_eq!(buf.data().len(), 4);
+//!
+//! // A weak handle does not keep the buffer alive.
+//! let weak = buf.downgrade();
+//! assert!(weak.upgrade().is_some());
+//! drop(buf);
+//! # // Kernel threads release files from a work item.
+//! # // SAFETY: Flushing delayed file releases has no requirements.
+//! # unsafe { kernel::bindings::flush_delayed_fput() };
+//! assert!(weak.upgrade().is_none());
+//! # Ok::<(), Error>(())
+//! ```
 
 use super::{
     mapping::{self, ExportType, MappingType},
-    DmaBuf, PalExport, SgtExport,
+    DmaBuf, DmaResv, DmaResvLocked, PalExport, SgtExport,
 };
 use crate::{
     bindings,
@@ -26,14 +83,21 @@ use crate::{
     fs::file,
     mm::virt::VmaNew,
     module::{this_module, ModuleMetadata},
+    new_spinlock,
     prelude::*,
-    sync::aref::ARef,
+    sync::{
+        aref::{ARef, AlwaysRefCounted},
+        Arc, SpinLock,
+    },
     types::{ForeignOwnable, Opaque},
 };
-use core::{ffi::c_int, marker::PhantomData, ptr::NonNull};
+use core::{ffi::c_void, marker::PhantomData, ops::Deref, ptr::NonNull};
 
 /// The exporter's data of a buffer, as borrowed by the callbacks.
 pub type DataRef<'a, T> = <<T as Exporter>::Data as ForeignOwnable>::Borrowed<'a>;
+
+/// The exporter's data of an attachment, as borrowed by the callbacks.
+pub type AttachDataRef<'a, T> = <<T as Exporter>::AttachData as ForeignOwnable>::Borrowed<'a>;
 
 /// A dma-buf exporter.
 ///
@@ -44,6 +108,10 @@ pub trait Exporter: Sized + 'static {
     /// The exporter's data of a buffer: owned by the buffer, dropped when it is released.
     type Data: ForeignOwnable + Send + Sync;
 
+    /// The exporter's data of an attachment: made by [`Exporter::attach`], dropped after the
+    /// detach. Use `()` for none.
+    type AttachData: ForeignOwnable + Send + Sync;
+
     /// The mapping types the exporter offers, best first.
     ///
     /// One or two entries, each type at most once; each type needs its map function
@@ -52,13 +120,18 @@ pub trait Exporter: Sized + 'static {
 
     /// Called when an importer attaches, after the mapping type is negotiated.
     ///
-    /// Returning an error fails the attach with it.
-    fn attach(_data: DataRef<'_, Self>, _attach: &ExporterAttachment) -> Result {
+    /// Returns the attachment's data, which [`ExporterAttachment::data`] borrows until the
+    /// attachment is detached. Returning an error fails the attach with it.
+    fn attach(
+        _data: DataRef<'_, Self>,
+        _attach: &ExporterAttachment<Self>,
+    ) -> Result<Self::AttachData> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Called when an importer detaches, after its last unmap.
-    fn detach(_data: DataRef<'_, Self>, _attach: &ExporterAttachment) {
+    /// Called when an importer detaches, after its last unmap. The attachment's data is dropped
+    /// after this returns.
+    fn detach(_data: DataRef<'_, Self>, _attach: &ExporterAttachment<Self>) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -68,7 +141,7 @@ pub trait Exporter: Sized + 'static {
     /// unmaps it. Return [`ENODEV`] if the buffer is revoked.
     fn map_sgt(
         _data: DataRef<'_, Self>,
-        _attach: &ExporterAttachment,
+        _attach: &ExporterAttachment<Self>,
         _dir: DataDirection,
     ) -> Result<SgtExport> {
         build_error!(VTABLE_DEFAULT_ERROR)
@@ -77,7 +150,7 @@ pub trait Exporter: Sized + 'static {
     /// Unmaps a table from [`Exporter::map_sgt`], when the importer is done with it.
     ///
     /// Called with the reservation lock held. Without this callback the table is just dropped.
-    fn unmap_sgt(_data: DataRef<'_, Self>, _attach: &ExporterAttachment, _sgt: SgtExport) {
+    fn unmap_sgt(_data: DataRef<'_, Self>, _attach: &ExporterAttachment<Self>, _sgt: SgtExport) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -85,14 +158,14 @@ pub trait Exporter: Sized + 'static {
     ///
     /// Called with the reservation lock held. The returned list is dropped when the importer
     /// gives it back. Return [`ENODEV`] if the buffer is revoked.
-    fn map_pal(_data: DataRef<'_, Self>, _attach: &ExporterAttachment) -> Result<PalExport> {
+    fn map_pal(_data: DataRef<'_, Self>, _attach: &ExporterAttachment<Self>) -> Result<PalExport> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Takes back a list from [`Exporter::map_pal`], when the importer is done with it.
     ///
     /// Called with the reservation lock held. Without this callback the list is just dropped.
-    fn unmap_pal(_data: DataRef<'_, Self>, _attach: &ExporterAttachment, _phys: PalExport) {
+    fn unmap_pal(_data: DataRef<'_, Self>, _attach: &ExporterAttachment<Self>, _phys: PalExport) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -100,38 +173,49 @@ pub trait Exporter: Sized + 'static {
     ///
     /// The core has checked that the offset and size of `vma` are within the buffer; the offset
     /// is `vma.pgoff()` pages.
-    fn mmap(_data: DataRef<'_, Self>, _buf: &DmaBuf, _vma: &VmaNew) -> Result {
+    fn mmap(_data: DataRef<'_, Self>, _buf: &Exported<Self>, _vma: &VmaNew) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Prepares the buffer for CPU access in direction `dir`, for `DMA_BUF_IOCTL_SYNC`.
-    fn begin_cpu_access(_data: DataRef<'_, Self>, _buf: &DmaBuf, _dir: DataDirection) -> Result {
+    fn begin_cpu_access(
+        _data: DataRef<'_, Self>,
+        _buf: &Exported<Self>,
+        _dir: DataDirection,
+    ) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Ends CPU access to the buffer in direction `dir`, for `DMA_BUF_IOCTL_SYNC`.
-    fn end_cpu_access(_data: DataRef<'_, Self>, _buf: &DmaBuf, _dir: DataDirection) -> Result {
+    fn end_cpu_access(
+        _data: DataRef<'_, Self>,
+        _buf: &Exported<Self>,
+        _dir: DataDirection,
+    ) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
 
-/// An attachment as the exporter sees it.
+/// An attachment as the exporter `T` sees it.
 ///
 /// Wraps the C `struct dma_buf_attachment`; exporter callbacks get a reference.
 ///
 /// # Invariants
 ///
-/// The attachment is valid, its buffer and device are set, and its mapping type is negotiated.
+/// The attachment is valid, its buffer (exported by [`DmaBuf::export_with::<T>`]) and device are
+/// set, and its mapping type is negotiated. Its `priv` is NULL or holds the
+/// [`Exporter::AttachData`] that [`Exporter::attach`] returned, until the detach.
 #[repr(transparent)]
-pub struct ExporterAttachment(Opaque<bindings::dma_buf_attachment>);
+pub struct ExporterAttachment<T: Exporter>(Opaque<bindings::dma_buf_attachment>, PhantomData<T>);
 
-impl ExporterAttachment {
+impl<T: Exporter> ExporterAttachment<T> {
     /// Creates a reference to an attachment from a raw pointer.
     ///
     /// # Safety
     ///
-    /// `ptr` must point to a valid attachment with a negotiated mapping type that stays alive for
-    /// `'a`.
+    /// `ptr` must point to an attachment of a buffer exported by [`DmaBuf::export_with::<T>`],
+    /// with a negotiated mapping type, that stays alive for `'a`. Its `priv` is NULL or set by
+    /// the attach callback of `T`.
     #[inline]
     unsafe fn from_raw<'a>(ptr: *mut bindings::dma_buf_attachment) -> &'a Self {
         // SAFETY: `ExporterAttachment` is `repr(transparent)` over the C struct, and the caller
@@ -146,12 +230,13 @@ impl ExporterAttachment {
 
     /// Returns the buffer the importer attached to.
     #[inline]
-    pub fn buf(&self) -> &DmaBuf {
-        // SAFETY: By the type invariants, `dmabuf` is set; the buffer outlives its attachments.
-        unsafe { DmaBuf::from_raw((*self.as_raw()).dmabuf) }
+    pub fn buf(&self) -> &Exported<T> {
+        // SAFETY: By the type invariants, `dmabuf` is set, exported by `T`, and outlives its
+        // attachments.
+        unsafe { Exported::from_raw((*self.as_raw()).dmabuf) }
     }
 
-    /// Returns the importer's device.
+    /// Returns the importer's device: for SGT attachments, the device to DMA map tables for.
     #[inline]
     pub fn dev(&self) -> &Device {
         // SAFETY: By the type invariants, `dev` is set; importers keep it alive while attached.
@@ -179,39 +264,341 @@ impl ExporterAttachment {
         // SAFETY: By the type invariants, the attachment is valid; its type is constant.
         mapping::is_type::<M>(unsafe { (*self.as_raw()).map_type.type_ })
     }
+
+    /// Returns the exporter's data of the attachment, or `None` before [`Exporter::attach`] has
+    /// returned or if the exporter does not implement it.
+    #[inline]
+    pub fn data(&self) -> Option<AttachDataRef<'_, T>> {
+        // SAFETY: By the type invariants, `priv` is NULL or holds the attachment data, which is
+        // dropped only after the detach, so it outlives the borrow of `self`.
+        let priv_ = unsafe { (*self.as_raw()).priv_ };
+        if priv_.is_null() {
+            None
+        } else {
+            // SAFETY: As above; `priv_` came from `into_foreign` in the attach callback.
+            Some(unsafe { T::AttachData::borrow(priv_) })
+        }
+    }
+}
+
+/// An owner of a reservation object that buffers can share, see [`ExportOptions::shared_resv`].
+///
+/// # Safety
+///
+/// [`ResvOwner::resv`] returns the same reservation object every time, and it stays initialized as
+/// long as the owner exists, wherever the owner is moved.
+pub unsafe trait ResvOwner: Send + Sync + 'static {
+    /// Returns the reservation object.
+    fn resv(&self) -> &DmaResv;
+}
+
+// SAFETY: The reservation object of a buffer is constant and lives as long as the buffer, which
+// the reference keeps alive; moving the reference does not move the buffer.
+unsafe impl ResvOwner for ARef<DmaBuf> {
+    fn resv(&self) -> &DmaResv {
+        DmaBuf::resv(self)
+    }
+}
+
+/// Options of a new buffer, for [`DmaBuf::export_with`].
+#[derive(Default)]
+pub struct ExportOptions {
+    read_only: bool,
+    resv: Option<KBox<dyn ResvOwner>>,
+}
+
+impl ExportOptions {
+    /// Returns the default options: a read-write file and a reservation object of its own.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens the buffer's file read-only: user space can only map it for reading.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Shares the reservation object of `owner` instead of giving the buffer one of its own.
+    ///
+    /// The buffer keeps `owner` until it is released. Buffers that share a reservation object
+    /// are locked together, as DRM does for the buffers of one GEM object.
+    pub fn shared_resv(mut self, owner: impl ResvOwner) -> Result<Self> {
+        self.resv = Some(KBox::new(owner, GFP_KERNEL)?);
+        Ok(self)
+    }
+}
+
+/// Where a [`WeakDmaBuf`] finds its buffer.
+///
+/// # Invariants
+///
+/// `buf` is `None` or points to a buffer exported by [`DmaBuf::export_with`] whose `release` has
+/// not cleared it yet; release clears it, under the lock, before the buffer is freed.
+#[pin_data]
+struct WeakSlot {
+    #[pin]
+    buf: SpinLock<Option<RawBuf>>,
+}
+
+impl WeakSlot {
+    /// Allocates an empty slot.
+    ///
+    /// Not generic, unlike its caller: the lock class key of the spinlock is a static of this
+    /// function, and lockdep wants one name for it, not one per crate that instantiates the
+    /// caller.
+    fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(WeakSlot {
+                buf <- new_spinlock!(None, "dma_buf_weak"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+}
+
+/// A pointer to a buffer, for [`WeakSlot`].
+struct RawBuf(NonNull<bindings::dma_buf>);
+
+// SAFETY: The pointer is only dereferenced under the lock of the slot, which keeps the buffer
+// from being freed; a `struct dma_buf` is not tied to a task.
+unsafe impl Send for RawBuf {}
+
+/// What the buffer of the exporter `T` points to as its private data.
+///
+/// # Invariants
+///
+/// `data` came from [`ForeignOwnable::into_foreign`] of a `T::Data` and is owned by this value.
+struct ExportPriv<T: Exporter> {
+    data: *mut c_void,
+    weak: Arc<WeakSlot>,
+    _resv: Option<KBox<dyn ResvOwner>>,
+    _type: PhantomData<T>,
+}
+
+impl<T: Exporter> Drop for ExportPriv<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants, `data` came from `into_foreign` and is reclaimed only
+        // here, once.
+        drop(unsafe { T::Data::from_foreign(self.data) });
+    }
+}
+
+/// A buffer of the exporter `T`: a [`DmaBuf`] whose exporter data is known.
+///
+/// Returned by [`DmaBuf::export_with`] and [`WeakDmaBuf::upgrade`], and by
+/// [`ExporterAttachment::buf`]. Dereferences to the [`DmaBuf`]. Only the exporter has this handle,
+/// so only it can invalidate the mappings of the buffer.
+///
+/// # Invariants
+///
+/// The buffer was exported by [`DmaBuf::export_with::<T>`]: its `priv` is an `ExportPriv<T>`
+/// until it is released.
+#[repr(transparent)]
+pub struct Exported<T: Exporter>(DmaBuf, PhantomData<fn() -> T>);
+
+// SAFETY: `Exported<T>` is a `DmaBuf`, which is always reference counted.
+unsafe impl<T: Exporter> AlwaysRefCounted for Exported<T> {
+    #[inline]
+    fn inc_ref(&self) {
+        self.0.inc_ref();
+    }
+
+    #[inline]
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: `Exported<T>` is `repr(transparent)` over `DmaBuf`; the caller gives up its
+        // reference.
+        unsafe { DmaBuf::dec_ref(obj.cast()) };
+    }
+}
+
+impl<T: Exporter> Exported<T> {
+    /// Creates a reference to a buffer of `T` from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points to a buffer exported by [`DmaBuf::export_with::<T>`] that stays alive for
+    /// `'a`.
+    #[inline]
+    unsafe fn from_raw<'a>(ptr: *mut bindings::dma_buf) -> &'a Self {
+        // SAFETY: `Exported<T>` is `repr(transparent)` over `DmaBuf`, itself over the C struct,
+        // and the caller guarantees the buffer is valid for `'a`.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Returns the private data of the buffer.
+    #[inline]
+    fn export_priv(&self) -> &ExportPriv<T> {
+        // SAFETY: By the type invariants, `priv_` is an `ExportPriv<T>`, which lives until the
+        // buffer is released, after the last reference (such as `self`) is gone.
+        unsafe { &*(*self.0.as_raw()).priv_.cast::<ExportPriv<T>>() }
+    }
+
+    /// Returns the exporter's data of the buffer.
+    #[inline]
+    pub fn data(&self) -> DataRef<'_, T> {
+        // SAFETY: The data came from `into_foreign` and is reclaimed only when the buffer is
+        // released, after the borrow of `self` ends.
+        unsafe { T::Data::borrow(self.export_priv().data) }
+    }
+
+    /// Returns a weak handle to the buffer, which does not keep it alive.
+    #[must_use]
+    pub fn downgrade(&self) -> WeakDmaBuf<T> {
+        WeakDmaBuf {
+            slot: self.export_priv().weak.clone(),
+            _type: PhantomData,
+        }
+    }
+
+    /// Tells every dynamic importer of the buffer to give its mappings back.
+    ///
+    /// For exporters that move or revoke the memory of the buffer: mark the buffer so that new
+    /// mappings fail or go to the new place, then call this. Each dynamic importer's invalidate
+    /// callback runs before this returns, with the lock held; Rust importers' mappings are
+    /// unmapped then. C importers may still have device accesses in flight: wait for the fences
+    /// of the reservation object ([`DmaResv::wait`] with [`DmaResvUsage::Bookkeep`]) before the
+    /// memory goes away.
+    ///
+    /// `locked` must be the proof of the buffer's reservation lock; taking it (rather than a
+    /// shared guard) makes sure no importer of this task holds a reference to a mapping that
+    /// goes away. Returns [`EINVAL`] if it is the proof of another lock.
+    ///
+    /// [`DmaResvUsage::Bookkeep`]: super::DmaResvUsage::Bookkeep
+    pub fn invalidate_mappings(&self, locked: DmaResvLocked<'_>) -> Result {
+        if !locked.holds(self.resv()) {
+            return Err(EINVAL);
+        }
+        // SAFETY: By the type invariants, the buffer is valid, and its reservation lock is held
+        // (checked above), as `dma_buf_invalidate_mappings()` requires.
+        unsafe { bindings::dma_buf_invalidate_mappings(self.0.as_raw()) };
+        Ok(())
+    }
+}
+
+impl<T: Exporter> Deref for Exported<T> {
+    type Target = DmaBuf;
+
+    #[inline]
+    fn deref(&self) -> &DmaBuf {
+        &self.0
+    }
+}
+
+/// A weak handle to a buffer of the exporter `T`.
+///
+/// From [`Exported::downgrade`]. It does not keep the buffer alive: [`WeakDmaBuf::upgrade`]
+/// returns a reference while the buffer is in use, `None` once its file is gone.
+pub struct WeakDmaBuf<T: Exporter> {
+    slot: Arc<WeakSlot>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Exporter> Clone for WeakDmaBuf<T> {
+    fn clone(&self) -> Self {
+        Self {
+            slot: self.slot.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Exporter> WeakDmaBuf<T> {
+    /// Returns a reference to the buffer, or `None` if it is being released or gone.
+    #[must_use]
+    pub fn upgrade(&self) -> Option<ARef<Exported<T>>> {
+        let buf = self.slot.buf.lock();
+        let raw = buf.as_ref()?.0;
+        // SAFETY: By the type invariants of `WeakSlot`, the buffer is not freed while the lock is
+        // held and the slot points to it.
+        let got = unsafe { bindings::dma_buf_get_active(raw.as_ptr()) };
+        let got = NonNull::new(got)?;
+        // SAFETY: `dma_buf_get_active()` took a reference to the buffer, exported by `T` (slots
+        // are only handed out by `Exported<T>`), which the `ARef` takes over.
+        Some(unsafe { ARef::from_raw(got.cast()) })
+    }
+
+    /// Returns whether `buf` is the buffer of this handle.
+    pub fn is(&self, buf: &DmaBuf) -> bool {
+        let slot = self.slot.buf.lock();
+        slot.as_ref()
+            .is_some_and(|raw| core::ptr::eq(raw.0.as_ptr(), buf.as_raw()))
+    }
 }
 
 impl DmaBuf {
-    /// Exports a new buffer of `size` bytes with the exporter `T`.
+    /// Exports a new buffer of `size` bytes with the exporter `T`, with the default options.
+    ///
+    /// See [`DmaBuf::export_with`].
+    pub fn export<T: Exporter>(data: T::Data, size: usize) -> Result<ARef<Exported<T>>> {
+        Self::export_with::<T>(data, size, ExportOptions::new())
+    }
+
+    /// Exports a new buffer of `size` bytes with the exporter `T` and the options `opts`.
     ///
     /// `data` becomes the buffer's exporter data; it is dropped when the last reference to the
-    /// buffer goes away (or here, if the export fails). The buffer's file is opened read-write.
-    /// Hand it to user space with [`DmaBuf::fd_install`].
-    pub fn export<T: Exporter>(data: T::Data, size: usize) -> Result<ARef<DmaBuf>> {
+    /// buffer goes away, or here if the export fails. Hand the buffer to user space with
+    /// [`DmaBuf::fd_install`].
+    ///
+    /// Returns [`EINVAL`] for a size of 0, or the error of the C export.
+    pub fn export_with<T: Exporter>(
+        data: T::Data,
+        size: usize,
+        opts: ExportOptions,
+    ) -> Result<ARef<Exported<T>>> {
         if size == 0 {
             return Err(EINVAL);
         }
-        let priv_ = data.into_foreign();
+        let weak = WeakSlot::new()?;
+        let resv = opts
+            .resv
+            .as_ref()
+            .map_or(core::ptr::null_mut(), |r| r.resv().as_raw());
+        // INVARIANT: `data` comes from `into_foreign` and is owned by the new value.
+        let export_priv = KBox::new(
+            ExportPriv::<T> {
+                data: data.into_foreign(),
+                weak,
+                _resv: opts.resv,
+                _type: PhantomData,
+            },
+            GFP_KERNEL,
+        )?;
+        let weak = export_priv.weak.clone();
+        let priv_ = KBox::into_raw(export_priv);
+        let flags = if opts.read_only {
+            file::flags::O_RDONLY
+        } else {
+            file::flags::O_RDWR
+        };
         let info = bindings::dma_buf_export_info {
             exp_name: <T::OwnerModule as ModuleMetadata>::NAME.as_char_ptr(),
             owner: this_module::<T::OwnerModule>().as_ptr(),
             ops: ExporterVTable::<T>::build(),
             size,
-            flags: file::flags::O_RDWR as c_int,
-            resv: core::ptr::null_mut(),
-            priv_,
+            flags: flags as c_int,
+            resv,
+            priv_: priv_.cast(),
         };
         // SAFETY: `info` is fully initialized; `ops` is a static table whose callbacks match the
-        // exporter data in `priv_`.
+        // `ExportPriv<T>` in `priv_`. A shared `resv` stays initialized as long as its owner, which
+        // `priv_` keeps until the release, after the last use of `resv` by the buffer.
         let ptr = unsafe { bindings::dma_buf_export(&info) };
         match crate::error::from_err_ptr(ptr) {
-            // SAFETY: `dma_buf_export()` returns a valid buffer with one reference on success,
-            // which the `ARef` takes over. From now on the buffer owns `priv_`.
-            Ok(ptr) => Ok(unsafe { ARef::from_raw(NonNull::new_unchecked(ptr.cast())) }),
+            Ok(ptr) => {
+                // SAFETY: `dma_buf_export()` returned a valid buffer, not NULL.
+                let raw = unsafe { NonNull::new_unchecked(ptr) };
+                // INVARIANT: The buffer is exported and its release clears the slot.
+                *weak.buf.lock() = Some(RawBuf(raw));
+                // INVARIANT: The buffer was exported by `T` with an `ExportPriv<T>`.
+                // SAFETY: `dma_buf_export()` returns a buffer with one reference, which the
+                // `ARef` takes over. From now on the buffer owns `priv_`.
+                Ok(unsafe { ARef::from_raw(raw.cast()) })
+            }
             Err(e) => {
                 // SAFETY: The export failed, so `priv_` was not taken over; it came from
-                // `into_foreign` above and is reclaimed only here.
-                drop(unsafe { T::Data::from_foreign(priv_) });
+                // `KBox::into_raw` above and is reclaimed only here.
+                drop(unsafe { KBox::from_raw(priv_) });
                 Err(e)
             }
         }
@@ -267,7 +654,8 @@ impl<T: Exporter> ExporterVTable<T> {
             None
         },
         match_mapping: Some(Self::match_mapping),
-        detach: if T::HAS_DETACH {
+        // The attachment data is dropped after the detach.
+        detach: if T::HAS_DETACH || T::HAS_ATTACH {
             Some(Self::detach)
         } else {
             None
@@ -284,8 +672,8 @@ impl<T: Exporter> ExporterVTable<T> {
             None
         },
         mmap: if T::HAS_MMAP { Some(Self::mmap) } else { None },
-        // SAFETY: All-zeroes is valid for the remaining fields: NULL callbacks.
-        ..unsafe { core::mem::zeroed() }
+        // The remaining callbacks are not implemented: NULL.
+        ..pin_init::zeroed()
     };
 
     const fn build() -> &'static bindings::dma_buf_ops {
@@ -298,23 +686,22 @@ impl<T: Exporter> ExporterVTable<T> {
     ///
     /// # Safety
     ///
-    /// `dmabuf` is a buffer exported by [`DmaBuf::export::<T>`], not yet released, and stays so
-    /// for `'a`.
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export_with::<T>`], not yet released, and stays
+    /// so for `'a`.
     unsafe fn data<'a>(dmabuf: *mut bindings::dma_buf) -> DataRef<'a, T> {
-        // SAFETY: By the safety requirements, `priv_` holds the `T::Data` from `into_foreign` in
-        // `export`, reclaimed only in `release`, after `'a`.
-        unsafe { T::Data::borrow((*dmabuf).priv_) }
+        // SAFETY: By the safety requirements, the buffer is a valid buffer of `T` for `'a`.
+        unsafe { Exported::<T>::from_raw(dmabuf) }.data()
     }
 
     /// Borrows an attachment and the exporter data of its buffer, for the map callbacks.
     ///
     /// # Safety
     ///
-    /// `attach` is an attachment of a buffer exported by [`DmaBuf::export::<T>`], valid for
+    /// `attach` is an attachment of a buffer exported by [`DmaBuf::export_with::<T>`], valid for
     /// `'a`.
     unsafe fn attachment<'a>(
         attach: *mut bindings::dma_buf_attachment,
-    ) -> (&'a ExporterAttachment, DataRef<'a, T>) {
+    ) -> (&'a ExporterAttachment<T>, DataRef<'a, T>) {
         // SAFETY: `attach` is valid for `'a` by the safety requirements.
         let attach = unsafe { ExporterAttachment::from_raw(attach) };
         // SAFETY: The buffer is not released while it has attachments.
@@ -326,16 +713,16 @@ impl<T: Exporter> ExporterVTable<T> {
     ///
     /// # Safety
     ///
-    /// `dmabuf` is a buffer exported by [`DmaBuf::export::<T>`].
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export_with::<T>`].
     unsafe fn cpu_access(
         dmabuf: *mut bindings::dma_buf,
         dir: bindings::dma_data_direction,
-        callback: fn(DataRef<'_, T>, &DmaBuf, DataDirection) -> Result,
+        callback: fn(DataRef<'_, T>, &Exported<T>, DataDirection) -> Result,
     ) -> c_int {
         // SAFETY: The buffer is alive: the caller holds a reference.
         let data = unsafe { Self::data(dmabuf) };
-        // SAFETY: The buffer is alive and exported.
-        let buf = unsafe { DmaBuf::from_raw(dmabuf) };
+        // SAFETY: The buffer is alive and exported by `T`.
+        let buf = unsafe { Exported::<T>::from_raw(dmabuf) };
         from_result(|| {
             callback(data, buf, DataDirection::try_from(dir)?)?;
             Ok(0)
@@ -344,11 +731,10 @@ impl<T: Exporter> ExporterVTable<T> {
 
     /// # Safety
     ///
-    /// `args` is the match state of an attach to a buffer exported by [`DmaBuf::export::<T>`].
+    /// `args` is the match state of an attach to a buffer exported by [`DmaBuf::export_with::<T>`].
     unsafe extern "C" fn match_mapping(args: *mut bindings::dma_buf_match_args) -> c_int {
         let types = Self::CHECKED_TYPES;
-        // SAFETY: All-zeroes is a valid `struct dma_buf_mapping_match`.
-        let mut exp: [bindings::dma_buf_mapping_match; 2] = unsafe { core::mem::zeroed() };
+        let mut exp: [bindings::dma_buf_mapping_match; 2] = pin_init::zeroed();
         for (entry, ty) in exp.iter_mut().zip(types) {
             *entry = ty.to_raw(&Self::SGT_OPS, &Self::PAL_OPS);
         }
@@ -359,7 +745,7 @@ impl<T: Exporter> ExporterVTable<T> {
 
     /// # Safety
     ///
-    /// `dmabuf` is a buffer exported by [`DmaBuf::export::<T>`], and `attach` a new attachment
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export_with::<T>`], and `attach` a new attachment
     /// of it with a negotiated mapping type.
     unsafe extern "C" fn attach(
         dmabuf: *mut bindings::dma_buf,
@@ -367,38 +753,54 @@ impl<T: Exporter> ExporterVTable<T> {
     ) -> c_int {
         // SAFETY: The buffer is not released while an importer attaches to it.
         let data = unsafe { Self::data(dmabuf) };
-        // SAFETY: `attach` is valid for the duration of the callback.
-        let attach = unsafe { ExporterAttachment::from_raw(attach) };
-        from_result(|| T::attach(data, attach).map(|()| 0))
+        // SAFETY: `attach` is an attachment of `dmabuf`, valid for the duration of the callback,
+        // with a NULL `priv`.
+        let att = unsafe { ExporterAttachment::<T>::from_raw(attach) };
+        from_result(|| {
+            let attach_data = T::attach(data, att)?.into_foreign();
+            // INVARIANT: `priv` holds the attachment data until the detach callback.
+            // SAFETY: `attach` is valid, and not yet visible to anyone else.
+            unsafe { (*attach).priv_ = attach_data };
+            Ok(0)
+        })
     }
 
     /// # Safety
     ///
-    /// `dmabuf` is a buffer exported by [`DmaBuf::export::<T>`], and `attach` an attachment of
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export_with::<T>`], and `attach` an attachment of
     /// it that is being detached.
     unsafe extern "C" fn detach(
         dmabuf: *mut bindings::dma_buf,
         attach: *mut bindings::dma_buf_attachment,
     ) {
-        // SAFETY: The buffer is not released while an importer detaches from it.
-        let data = unsafe { Self::data(dmabuf) };
-        // SAFETY: `attach` is valid for the duration of the callback.
-        let attach = unsafe { ExporterAttachment::from_raw(attach) };
-        T::detach(data, attach);
+        if T::HAS_DETACH {
+            // SAFETY: The buffer is not released while an importer detaches from it.
+            let data = unsafe { Self::data(dmabuf) };
+            // SAFETY: `attach` is an attachment of `dmabuf`, valid for the duration of the
+            // callback.
+            let att = unsafe { ExporterAttachment::<T>::from_raw(attach) };
+            T::detach(data, att);
+        }
+        // SAFETY: `attach` is valid. Its `priv` is NULL or holds the attachment data from the
+        // attach callback, reclaimed only here, after the last callback of the attachment.
+        drop(unsafe { T::AttachData::try_from_foreign((*attach).priv_) });
     }
 
     /// # Safety
     ///
-    /// `dmabuf` is a buffer exported by [`DmaBuf::export::<T>`] whose last reference is gone.
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export_with::<T>`] whose last reference is gone.
     unsafe extern "C" fn release(dmabuf: *mut bindings::dma_buf) {
-        // SAFETY: `priv_` holds the `T::Data` from `into_foreign` in `export`; this is the one
-        // place that reclaims it, and no callback can run after `release`.
-        drop(unsafe { T::Data::from_foreign((*dmabuf).priv_) });
+        // SAFETY: `priv_` holds the `ExportPriv<T>` from `KBox::into_raw` in `export_with`; this
+        // is the one place that reclaims it, and no callback can run after `release`.
+        let export_priv = unsafe { KBox::from_raw((*dmabuf).priv_.cast::<ExportPriv<T>>()) };
+        // INVARIANT: Weak handles no longer find the buffer, which is freed after this returns.
+        *export_priv.weak.buf.lock() = None;
+        drop(export_priv);
     }
 
     /// # Safety
     ///
-    /// `attach` is an SGT attachment of a buffer exported by [`DmaBuf::export::<T>`], and the
+    /// `attach` is an SGT attachment of a buffer exported by [`DmaBuf::export_with::<T>`], and the
     /// reservation lock of the buffer is held.
     unsafe extern "C" fn map_dma_buf(
         attach: *mut bindings::dma_buf_attachment,
@@ -406,7 +808,11 @@ impl<T: Exporter> ExporterVTable<T> {
     ) -> *mut bindings::sg_table {
         // SAFETY: `attach` is valid for the duration of the callback.
         let (attach, data) = unsafe { Self::attachment(attach) };
-        let result = DataDirection::try_from(dir).and_then(|dir| T::map_sgt(data, attach, dir));
+        // `DMA_NONE` is no direction to map for.
+        let result = match DataDirection::try_from(dir) {
+            Ok(DataDirection::None) | Err(_) => Err(EINVAL),
+            Ok(dir) => T::map_sgt(data, attach, dir),
+        };
         match result {
             Ok(sgt) => sgt.into_raw(),
             Err(e) => e.to_ptr(),
@@ -432,7 +838,7 @@ impl<T: Exporter> ExporterVTable<T> {
 
     /// # Safety
     ///
-    /// `attach` is a PAL attachment of a buffer exported by [`DmaBuf::export::<T>`], and the
+    /// `attach` is a PAL attachment of a buffer exported by [`DmaBuf::export_with::<T>`], and the
     /// reservation lock of the buffer is held.
     unsafe extern "C" fn map_phys(
         attach: *mut bindings::dma_buf_attachment,
@@ -463,7 +869,7 @@ impl<T: Exporter> ExporterVTable<T> {
 
     /// # Safety
     ///
-    /// `dmabuf` is a buffer exported by [`DmaBuf::export::<T>`], and `vma` is being set up by
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export_with::<T>`], and `vma` is being set up by
     /// `mmap(2)`.
     unsafe extern "C" fn mmap(
         dmabuf: *mut bindings::dma_buf,
@@ -471,8 +877,8 @@ impl<T: Exporter> ExporterVTable<T> {
     ) -> c_int {
         // SAFETY: The buffer is alive: the file being mapped holds a reference.
         let data = unsafe { Self::data(dmabuf) };
-        // SAFETY: The buffer is alive and exported.
-        let buf = unsafe { DmaBuf::from_raw(dmabuf) };
+        // SAFETY: The buffer is alive and exported by `T`.
+        let buf = unsafe { Exported::<T>::from_raw(dmabuf) };
         // SAFETY: The caller provides a vma that is undergoing initial VMA setup.
         let vma = unsafe { VmaNew::from_raw(vma) };
         from_result(|| T::mmap(data, buf, vma).map(|()| 0))
@@ -480,7 +886,7 @@ impl<T: Exporter> ExporterVTable<T> {
 
     /// # Safety
     ///
-    /// `dmabuf` is a buffer exported by [`DmaBuf::export::<T>`].
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export_with::<T>`].
     unsafe extern "C" fn begin_cpu_access(
         dmabuf: *mut bindings::dma_buf,
         dir: bindings::dma_data_direction,
@@ -491,7 +897,7 @@ impl<T: Exporter> ExporterVTable<T> {
 
     /// # Safety
     ///
-    /// `dmabuf` is a buffer exported by [`DmaBuf::export::<T>`].
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export_with::<T>`].
     unsafe extern "C" fn end_cpu_access(
         dmabuf: *mut bindings::dma_buf,
         dir: bindings::dma_data_direction,

@@ -15,13 +15,16 @@
 //! [`Documentation/driver-api/dma-buf.rst`](srctree/Documentation/driver-api/dma-buf.rst).
 
 use self::private::Sealed as _;
-use super::{Attachment, Importer};
-use crate::{bindings, device::Device};
+use super::Attachment;
+use crate::{
+    bindings,
+    device::{Bound, Device},
+};
 
 /// The SGT mapping type: a DMA-mapped scatter-gather table.
 ///
 /// Mapped with [`Attachment::<Sgt, _>::map`](super::Attachment::map) into an
-/// [`SgtMapping`](super::SgtMapping).
+/// [`SgtMapping`](super::SgtMapping), which the attachment owns.
 pub enum Sgt {}
 
 /// The PAL mapping type: the physical address list of the buffer.
@@ -73,27 +76,24 @@ pub(crate) fn is_type<M: MappingType>(ty: *const bindings::dma_buf_mapping_type)
 /// One entry of an importer's list of mapping types.
 ///
 /// Passed, best first, to [`DmaBuf::attach`](super::DmaBuf::attach).
-#[derive(Clone, Copy)]
-pub enum ImportType<'a> {
-    /// The importer takes a scatter-gather table DMA-mapped for `dma_dev`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ImportType {
+    /// The importer takes a scatter-gather table DMA-mapped for its device.
     Sgt {
-        /// The device the table is DMA-mapped for.
-        dma_dev: &'a Device,
         /// Whether the importer can use peer-to-peer (PCI MMIO) addresses without
         /// `struct page`s.
         p2p: bool,
     },
 }
 
-impl ImportType<'_> {
-    /// Returns the C entry for this importer entry.
-    pub(crate) fn to_raw(self) -> bindings::dma_buf_mapping_match {
-        // SAFETY: All-zeroes is a valid `struct dma_buf_mapping_match`: NULL pointers and false.
-        let mut raw: bindings::dma_buf_mapping_match = unsafe { core::mem::zeroed() };
+impl ImportType {
+    /// Returns the C entry for this importer entry, for the importer's device `dev`.
+    pub(crate) fn to_raw(self, dev: &Device<Bound>) -> bindings::dma_buf_mapping_match {
+        let mut raw: bindings::dma_buf_mapping_match = pin_init::zeroed();
         match self {
-            ImportType::Sgt { dma_dev, p2p } => {
+            ImportType::Sgt { p2p } => {
                 raw.type_ = Sgt::c_type();
-                raw.__bindgen_anon_1.sgt.dma_dev = dma_dev.as_raw();
+                raw.__bindgen_anon_1.sgt.dma_dev = dev.as_raw();
                 raw.__bindgen_anon_1.sgt.p2p = p2p;
             }
         }
@@ -125,8 +125,7 @@ impl ExportType {
         sgt_ops: &'static bindings::dma_buf_sgt_exp_ops,
         pal_ops: &'static bindings::dma_buf_pal_exp_ops,
     ) -> bindings::dma_buf_mapping_match {
-        // SAFETY: All-zeroes is a valid `struct dma_buf_mapping_match`: NULL pointers and false.
-        let mut raw: bindings::dma_buf_mapping_match = unsafe { core::mem::zeroed() };
+        let mut raw: bindings::dma_buf_mapping_match = pin_init::zeroed();
         match self {
             ExportType::Sgt { p2p } => {
                 raw.type_ = Sgt::c_type();
@@ -144,15 +143,17 @@ impl ExportType {
 
 /// An attachment after mapping-type negotiation.
 ///
-/// Returned by [`DmaBuf::attach`](super::DmaBuf::attach); one variant per mapping type a Rust
+/// Returned by [`DmaBuf::attach`](super::DmaBuf::attach) and
+/// [`DmaBuf::attach_pinned`](super::DmaBuf::attach_pinned); one variant per mapping type a Rust
 /// importer can list. Importers outside the kernel crate must expect more variants to come.
 #[non_exhaustive]
-pub enum Negotiated<I: Importer> {
+#[must_use = "dropping the attachment detaches it"]
+pub enum Negotiated<I> {
     /// The exporter and the importer agreed on the SGT type.
     Sgt(Attachment<Sgt, I>),
 }
 
-impl<I: Importer> Negotiated<I> {
+impl<I> Negotiated<I> {
     /// Returns the name of the negotiated mapping type.
     pub fn type_name(&self) -> &'static str {
         match self {

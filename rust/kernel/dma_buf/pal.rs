@@ -16,7 +16,7 @@
 //!
 //! [`Exporter::map_pal`]: super::Exporter::map_pal
 
-use crate::{bindings, prelude::*, types::Opaque};
+use crate::{bindings, io::PhysAddr, prelude::*, types::Opaque};
 use core::ptr::NonNull;
 
 /// A peer-to-peer DMA provider: the PCI device whose MMIO a physical address list points into.
@@ -73,13 +73,13 @@ impl core::fmt::Debug for PhysRange {
 impl PhysRange {
     /// Creates the range of `len` bytes that starts at the physical address `addr`.
     #[inline]
-    pub const fn new(addr: bindings::phys_addr_t, len: usize) -> Self {
+    pub const fn new(addr: PhysAddr, len: usize) -> Self {
         Self(bindings::phys_vec { paddr: addr, len })
     }
 
     /// Returns the physical address the range starts at.
     #[inline]
-    pub const fn addr(&self) -> bindings::phys_addr_t {
+    pub const fn addr(&self) -> PhysAddr {
         self.0.paddr
     }
 
@@ -124,7 +124,7 @@ impl PalExport {
     /// - Every range of `ranges` is memory of `provider` that the exporter owns.
     /// - The ranges and `provider` stay valid until the list is dropped (the importer gave it
     ///   back), unless the exporter first calls
-    ///   [`ResvGuard::invalidate_mappings`](super::ResvGuard::invalidate_mappings) and waits until
+    ///   [`Exported::invalidate_mappings`](super::Exported::invalidate_mappings) and waits until
     ///   every list it handed out is dropped.
     pub unsafe fn new(provider: &P2pProvider, ranges: &[PhysRange]) -> Result<Self> {
         if ranges.is_empty() {

@@ -4,70 +4,82 @@
 //!
 //! C header: [`include/linux/dma-buf-mapping.h`](srctree/include/linux/dma-buf-mapping.h)
 //!
-//! Importers map an [`Attachment<Sgt, _>`] into an [`SgtMapping`], a guard that unmaps when
-//! dropped. Exporters hand out an [`SgtExport`] from [`Exporter::map_sgt`]: a table they built
-//! for the importer's device, which the core gives back and drops when the importer unmaps.
+//! Importers map an [`Attachment<Sgt, _>`] into an [`SgtMapping`], which the attachment owns.
+//! Exporters hand out an [`SgtExport`] from [`Exporter::map_sgt`]: a table they built for the
+//! importer's DMA device, which the core gives back and drops when the importer unmaps.
 //!
+//! [`Attachment<Sgt, _>`]: super::Attachment
+//! [`Attachment`]: super::Attachment
+//! [`Attachment::map`]: super::Attachment::map
+//! [`Attachment::mapping`]: super::Attachment::mapping
 //! [`Exporter::map_sgt`]: super::Exporter::map_sgt
 
-use super::{mapping::Sgt, Attachment, ExporterAttachment, Importer, ResvGuard};
+use super::{Exporter, ExporterAttachment, Sgt};
 use crate::{
     bindings,
     device::Device,
     dma::DataDirection,
-    error::{from_err_ptr, to_result},
+    error::to_result,
     page::{Page, PAGE_SIZE},
     prelude::*,
     scatterlist::SGTable,
     sync::{aref::ARef, Arc},
     types::Opaque,
 };
-use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
-
-impl<I: Importer> Attachment<Sgt, I> {
-    /// Maps the buffer for the importer's device.
-    ///
-    /// `resv` must hold the reservation lock of the buffer; the mapping borrows it, so the buffer
-    /// cannot be revoked or moved while the mapping exists. Returns [`EINVAL`] if `resv` locks
-    /// another buffer, [`ENODEV`] if the exporter revoked the buffer, or the exporter's error.
-    pub fn map<'a>(
-        &'a self,
-        resv: &'a ResvGuard<'_>,
-        dir: DataDirection,
-    ) -> Result<SgtMapping<'a>> {
-        self.check_locked(resv)?;
-        // SAFETY: By the type invariants of `Attachment`, the attachment is live and of the SGT
-        // type, and the reservation lock of its buffer is held (checked above).
-        let sgt =
-            from_err_ptr(unsafe { bindings::dma_buf_map_attachment(self.as_raw(), dir.into()) })?;
-        let sgt = NonNull::new(sgt).ok_or(EINVAL)?;
-        // INVARIANT: `sgt` was just mapped for `attach` with `dir`.
-        Ok(SgtMapping {
-            attach: self.as_raw(),
-            sgt,
-            dir,
-            _borrow: PhantomData,
-        })
-    }
-}
+use core::{ops::Deref, ptr::NonNull};
 
 /// A scatter-gather table mapped from an SGT attachment.
 ///
-/// Dereferences to the [`SGTable`] the exporter handed out. Unmapped when dropped, with the
-/// reservation lock still held.
+/// Owned by its [`Attachment`], which hands out references to it under the reservation lock
+/// ([`Attachment::map`], [`Attachment::mapping`]). Dereferences to the [`SGTable`] the exporter
+/// handed out. Unmapped when the importer unmaps the attachment, the exporter invalidates it or
+/// the attachment is dropped, always with the reservation lock held.
+///
+/// [`Attachment`]: super::Attachment
+/// [`Attachment::map`]: super::Attachment::map
+/// [`Attachment::mapping`]: super::Attachment::mapping
 ///
 /// # Invariants
 ///
 /// `sgt` was returned by `dma_buf_map_attachment(attach, dir)` and is not unmapped yet; `attach`
-/// stays attached and the reservation lock of its buffer stays held for `'a`.
-pub struct SgtMapping<'a> {
-    attach: *mut bindings::dma_buf_attachment,
+/// stays attached while the mapping exists, and the mapping is dropped with the reservation lock
+/// of its buffer held.
+pub struct SgtMapping {
+    attach: NonNull<bindings::dma_buf_attachment>,
     sgt: NonNull<bindings::sg_table>,
     dir: DataDirection,
-    _borrow: PhantomData<&'a ResvGuard<'a>>,
 }
 
-impl SgtMapping<'_> {
+// SAFETY: The table is not tied to a task, and the abstraction unmaps it from any task that holds
+// the reservation lock.
+unsafe impl Send for SgtMapping {}
+
+// SAFETY: Shared references only read the table, which the exporter does not change while it is
+// mapped.
+unsafe impl Sync for SgtMapping {}
+
+impl SgtMapping {
+    /// Takes over a table mapped from an attachment.
+    ///
+    /// # Safety
+    ///
+    /// `sgt` was returned by `dma_buf_map_attachment(attach, dir)`, is unmapped only by dropping
+    /// the new value, which happens with the reservation lock held and before `attach` is
+    /// detached.
+    pub(crate) unsafe fn new(
+        attach: *mut bindings::dma_buf_attachment,
+        sgt: NonNull<bindings::sg_table>,
+        dir: DataDirection,
+    ) -> Self {
+        // INVARIANT: By the safety requirements.
+        Self {
+            // SAFETY: `dma_buf_map_attachment()` succeeded for `attach`, which is not NULL.
+            attach: unsafe { NonNull::new_unchecked(attach) },
+            sgt,
+            dir,
+        }
+    }
+
     /// Returns the direction the table was mapped with.
     #[inline]
     pub fn dir(&self) -> DataDirection {
@@ -75,7 +87,7 @@ impl SgtMapping<'_> {
     }
 }
 
-impl Deref for SgtMapping<'_> {
+impl Deref for SgtMapping {
     type Target = SGTable;
 
     #[inline]
@@ -86,12 +98,16 @@ impl Deref for SgtMapping<'_> {
     }
 }
 
-impl Drop for SgtMapping<'_> {
+impl Drop for SgtMapping {
     fn drop(&mut self) {
         // SAFETY: By the type invariants, `sgt` was mapped from `attach` with `dir` and is
         // unmapped only here, with the reservation lock held.
         unsafe {
-            bindings::dma_buf_unmap_attachment(self.attach, self.sgt.as_ptr(), self.dir.into())
+            bindings::dma_buf_unmap_attachment(
+                self.attach.as_ptr(),
+                self.sgt.as_ptr(),
+                self.dir.into(),
+            )
         };
     }
 }
@@ -136,12 +152,15 @@ impl PinnedDrop for SgtExportInner {
 pub struct SgtExport(Pin<KBox<SgtExportInner>>);
 
 impl SgtExport {
-    /// Builds a table of `pages`, DMA mapped for the importer's device of `attach`.
+    /// Builds a table of `pages`, DMA mapped for the importer's DMA device of `attach`.
     ///
-    /// The table covers every page of `pages`, in order; it must be the size of the buffer.
-    /// Returns [`EINVAL`] if it is not, or the error of the DMA mapping.
-    pub fn from_pages(
-        attach: &ExporterAttachment,
+    /// The table covers every page of `pages`, in order; it must be the size of the buffer. No
+    /// entry is longer than the device's DMA segment and mapping limits, or a page if those are
+    /// smaller; like the C helpers, the table does not honour a segment boundary mask. Returns
+    /// [`EINVAL`] if `attach` is not of the SGT type, `dir` is [`DataDirection::None`] or
+    /// `pages` not the size of the buffer, or the error of the DMA mapping.
+    pub fn from_pages<T: Exporter>(
+        attach: &ExporterAttachment<T>,
         pages: &Arc<KVec<Page>>,
         dir: DataDirection,
     ) -> Result<Self> {
@@ -149,21 +168,39 @@ impl SgtExport {
     }
 
     /// Builds a table of `pages` without DMA mapping it, for tests on machines without DMA.
-    #[cfg(CONFIG_KUNIT)]
-    pub(crate) fn from_pages_unmapped(
-        attach: &ExporterAttachment,
+    #[cfg(CONFIG_RUST_DMA_BUF_KUNIT_TEST)]
+    pub(crate) fn from_pages_unmapped<T: Exporter>(
+        attach: &ExporterAttachment<T>,
         pages: &Arc<KVec<Page>>,
         dir: DataDirection,
     ) -> Result<Self> {
         Self::build(attach, pages, dir, false)
     }
 
-    fn build(
-        attach: &ExporterAttachment,
+    /// Returns the longest entry a table for `dev` may have: a whole number of pages within the
+    /// device's DMA segment and mapping limits.
+    pub(crate) fn max_segment(dev: &Device) -> u32 {
+        // SAFETY: `dev` is a valid device.
+        let seg = unsafe { bindings::dma_get_max_seg_size(dev.as_raw()) };
+        // SAFETY: `dev` is a valid device. Without DMA support this is 0: no limit.
+        let map = unsafe { bindings::dma_max_mapping_size(dev.as_raw()) };
+        let map = u32::try_from(map).unwrap_or(u32::MAX);
+        let max = if map == 0 { seg } else { seg.min(map) };
+        // Entries are whole pages, and at least one.
+        (max & !(PAGE_SIZE as u32 - 1)).max(PAGE_SIZE as u32)
+    }
+
+    fn build<T: Exporter>(
+        attach: &ExporterAttachment<T>,
         pages: &Arc<KVec<Page>>,
         dir: DataDirection,
         dma_map: bool,
     ) -> Result<Self> {
+        if !attach.is_type::<Sgt>() || dir == DataDirection::None {
+            return Err(EINVAL);
+        }
+        let dev = attach.dev();
+        let max_segment = Self::max_segment(dev);
         let size = pages.len().checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
         if pages.is_empty() || size != attach.buf().size() {
             return Err(EINVAL);
@@ -186,12 +223,12 @@ impl SgtExport {
                             nr_pages,
                             0,
                             size,
-                            u32::MAX,
+                            max_segment,
                             GFP_KERNEL.as_raw(),
                         )
                     })
                 }),
-                dev: attach.dev().into(),
+                dev: dev.into(),
                 dir,
                 mapped: false,
                 _pages: pages.clone(),
@@ -202,8 +239,8 @@ impl SgtExport {
         if !dma_map {
             return Ok(Self(inner));
         }
-        // SAFETY: The table was initialized above, and the importer's device stays valid while
-        // it is attached, which covers the mapping: the core unmaps before the detach.
+        // SAFETY: The table was initialized above, and `dev` is valid: the table holds a
+        // reference to it until it is unmapped again, in the drop.
         to_result(unsafe {
             bindings::dma_map_sgtable(inner.dev.as_raw(), inner.table.get(), dir.into(), 0)
         })?;

@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Tests of the Rust dma-buf exporter sample (samples/rust/rust_dma_buf_exporter.rs):
- * export through its misc device, mmap() of the dma-buf, and the errors of bad requests.
+ * export through its misc device, mmap() of the dma-buf, read-only exports, the errors of
+ * bad requests, and an import by a real importer, DRM's vgem, checked in debugfs.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
+#include <drm/drm.h>
 #include <linux/dma-buf.h>
 #include <linux/types.h>
 
@@ -25,6 +29,9 @@ struct rust_dma_buf_export {
 };
 
 #define RUST_DMA_BUF_EXPORT _IOWR('|', 0x90, struct rust_dma_buf_export)
+#define RUST_DMA_BUF_EXPORT_READ_ONLY 1
+
+#define BUFINFO "/sys/kernel/debug/dma_buf/bufinfo"
 
 #define MAX_SIZE (16UL << 20)
 
@@ -66,6 +73,58 @@ static int check(const unsigned char *p, size_t len, unsigned int seed, size_t f
 		if (p[i] != (unsigned char)((i + from) * 7 + seed + ((i + from) >> 12)))
 			return -1;
 	return 0;
+}
+
+/* Opens the DRM device of vgem, or returns -1. */
+static int open_vgem(void)
+{
+	char path[32], name[16];
+	int i, fd;
+
+	for (i = 0; i < 16; i++) {
+		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
+
+		snprintf(path, sizeof(path), "/dev/dri/card%d", i);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		memset(name, 0, sizeof(name));
+		if (!ioctl(fd, DRM_IOCTL_VERSION, &v) && !strcmp(name, "vgem"))
+			return fd;
+		close(fd);
+	}
+	return -1;
+}
+
+/*
+ * Counts the attachments of device @dev with mapping type @type that debugfs lists for the
+ * dma-buf of inode @ino. Returns -1 if the dma-buf is not listed, -2 if debugfs is missing.
+ */
+static int attachments(unsigned long ino, const char *dev, const char *type)
+{
+	char line[256], want[64], size[32], flags[32], mode[32], count[32], exp[64];
+	unsigned long i;
+	int n = -1;
+	FILE *f;
+
+	f = fopen(BUFINFO, "r");
+	if (!f)
+		return -2;
+	snprintf(want, sizeof(want), "\t%s\t%s\n", dev, type);
+	while (fgets(line, sizeof(line), f)) {
+		if (n < 0) {
+			if (sscanf(line, "%31s %31s %31s %31s %63s %lu", size, flags, mode, count,
+				   exp, &i) == 6 && i == ino)
+				n = 0;
+			continue;
+		}
+		if (!strncmp(line, "Total", 5))
+			break;
+		if (!strcmp(line, want))
+			n++;
+	}
+	fclose(f);
+	return n;
 }
 
 FIXTURE(exporter) {
@@ -250,7 +309,7 @@ TEST_F(exporter, bad_requests)
 
 	EXPECT_EQ(-EINVAL, export(self->dev, 0, 0));
 	EXPECT_EQ(-EINVAL, export(self->dev, page_size + 1, 0));
-	EXPECT_EQ(-EINVAL, export(self->dev, page_size, 1));
+	EXPECT_EQ(-EINVAL, export(self->dev, page_size, 2));
 	EXPECT_EQ(-E2BIG, export(self->dev, MAX_SIZE + page_size, 0));
 	EXPECT_EQ(-1, ioctl(self->dev, RUST_DMA_BUF_EXPORT, NULL));
 	EXPECT_EQ(EFAULT, errno);
@@ -288,6 +347,78 @@ TEST_F(exporter, max_size)
 	EXPECT_EQ(0x77, p[MAX_SIZE - 1]);
 	munmap(p, MAX_SIZE);
 	close(fd);
+}
+
+TEST_F(exporter, read_only)
+{
+	size_t size = 2 * page_size;
+	int fd = export(self->dev, size, RUST_DMA_BUF_EXPORT_READ_ONLY), rw;
+	unsigned char *p, *q;
+
+	ASSERT_GE(fd, 0);
+	EXPECT_EQ(O_RDONLY, fcntl(fd, F_GETFL) & O_ACCMODE);
+	/* Shared writable mappings need a writable file. */
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+	EXPECT_EQ(EACCES, errno);
+	p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(0, p[size - 1]);
+	/* ... and cannot become writable later. */
+	EXPECT_EQ(-1, mprotect(p, size, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(EACCES, errno);
+
+	/* Without the flag, the file is read-write. */
+	rw = export(self->dev, size, 0);
+	ASSERT_GE(rw, 0);
+	EXPECT_EQ(O_RDWR, fcntl(rw, F_GETFL) & O_ACCMODE);
+	q = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0);
+	ASSERT_NE(MAP_FAILED, q);
+	munmap(q, size);
+	munmap(p, size);
+	close(rw);
+	close(fd);
+}
+
+/*
+ * A real importer: vgem imports the dma-buf through the SGT mapping type (its PRIME import
+ * attaches, it does not map) and holds it until its GEM handle is closed.
+ */
+TEST_F(exporter, vgem_import)
+{
+	struct drm_prime_handle prime = { .flags = 0 }, back = { .flags = DRM_CLOEXEC };
+	struct drm_gem_close gem_close = { 0 };
+	struct stat st, st2;
+	int drm, fd;
+
+	drm = open_vgem();
+	if (drm < 0)
+		SKIP(return, "no vgem device (CONFIG_DRM_VGEM)");
+	fd = export(self->dev, 4 * page_size, 0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, fstat(fd, &st));
+	if (attachments(st.st_ino, "vgem", "sgt") == -2)
+		SKIP(close(fd); close(drm); return, BUFINFO " not available");
+	EXPECT_EQ(0, attachments(st.st_ino, "vgem", "sgt"));
+
+	prime.fd = fd;
+	ASSERT_EQ(0, ioctl(drm, DRM_IOCTL_PRIME_FD_TO_HANDLE, &prime));
+	EXPECT_EQ(1, attachments(st.st_ino, "vgem", "sgt"));
+
+	/* vgem holds this very dma-buf: exporting its handle gives it back. */
+	back.handle = prime.handle;
+	ASSERT_EQ(0, ioctl(drm, DRM_IOCTL_PRIME_HANDLE_TO_FD, &back));
+	ASSERT_EQ(0, fstat(back.fd, &st2));
+	EXPECT_EQ(st.st_ino, st2.st_ino);
+	close(back.fd);
+
+	/* The import keeps the buffer after its last file descriptor is closed ... */
+	close(fd);
+	EXPECT_EQ(1, attachments(st.st_ino, "vgem", "sgt"));
+	/* ... until the GEM handle goes: then vgem detaches and the buffer is released. */
+	gem_close.handle = prime.handle;
+	ASSERT_EQ(0, ioctl(drm, DRM_IOCTL_GEM_CLOSE, &gem_close));
+	EXPECT_EQ(-1, attachments(st.st_ino, "vgem", "sgt"));
+	close(drm);
 }
 
 TEST_HARNESS_MAIN

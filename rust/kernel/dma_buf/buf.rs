@@ -5,8 +5,9 @@
 //! C header: [`include/linux/dma-buf.h`](srctree/include/linux/dma-buf.h)
 //!
 //! A [`DmaBuf`] is a reference counted handle to a `struct dma_buf`, no matter who exported it.
-//! The buffer's reservation object is locked with [`DmaBuf::lock`]; the returned [`ResvGuard`] is
-//! the proof the lock is held that mapping and invalidating require.
+//! The buffer's reservation object ([`DmaBuf::resv`]) is locked with [`DmaBuf::lock`]; the
+//! returned [`DmaResvGuard`] is the proof the lock is held that mapping and invalidating
+//! require.
 
 use crate::{
     bindings,
@@ -17,9 +18,11 @@ use crate::{
     },
     prelude::*,
     sync::aref::{ARef, AlwaysRefCounted},
-    types::{NotThreadSafe, Opaque},
+    types::Opaque,
 };
 use core::ptr::{self, NonNull};
+
+use super::{DmaResv, DmaResvGuard};
 
 /// A dma-buf.
 ///
@@ -29,8 +32,10 @@ use core::ptr::{self, NonNull};
 /// # Invariants
 ///
 /// The pointer to the inner `struct dma_buf` is valid and the buffer is fully exported: its
-/// `file`, `size`, `ops` and `resv` are set and constant. Instances are always reference counted
-/// (through the file of the buffer), see [`AlwaysRefCounted`].
+/// `size`, `ops` and `resv` are set and constant, and its `file` is set and constant while a
+/// reference to the buffer exists (the core clears it when the file is released, after the last
+/// reference). Instances are always reference counted (through the file of the buffer), see
+/// [`AlwaysRefCounted`].
 #[repr(transparent)]
 pub struct DmaBuf(Opaque<bindings::dma_buf>);
 
@@ -81,7 +86,9 @@ impl DmaBuf {
     ///
     /// Returns [`EBADF`] if `fd` is not an open file descriptor and [`EINVAL`] if its file is not
     /// a dma-buf.
-    pub fn get(fd: i32) -> Result<ARef<Self>> {
+    pub fn get(fd: u32) -> Result<ARef<Self>> {
+        // Numbers beyond `c_int::MAX` are no file descriptors either.
+        let fd = c_int::try_from(fd).map_err(|_| EBADF)?;
         // SAFETY: `dma_buf_get()` accepts any value of `fd`.
         let ptr = from_err_ptr(unsafe { bindings::dma_buf_get(fd) })?;
 
@@ -100,26 +107,29 @@ impl DmaBuf {
     /// Returns whether `file` is the file of this buffer.
     #[inline]
     pub fn is_file(&self, file: &File) -> bool {
-        // SAFETY: By the type invariants, the buffer is valid and `file` is constant after export.
+        // SAFETY: By the type invariants, the buffer is valid, and `file` is set and constant while
+        // `self` refers to it.
         ptr::eq(unsafe { (*self.as_raw()).file }, file.as_ptr())
     }
 
     /// Installs a new file descriptor for the buffer in the reserved slot `fd`.
     ///
-    /// The file descriptor holds its own reference to the buffer. This cannot fail: reserve the
-    /// slot first, with [`FileDescriptorReservation::get_unused_fd_flags`], and install it as the
-    /// last step, when nothing can fail any more, so that user space never sees a file descriptor
-    /// of a failed call.
+    /// The file descriptor holds a reference of its own to the buffer. This cannot fail: reserve
+    /// the slot first, with [`FileDescriptorReservation::get_unused_fd_flags`], and install it as
+    /// the last step, when nothing can fail any more, so that user space never sees a file
+    /// descriptor of a failed call. Emits the `dma_buf_fd` trace event.
     ///
     /// Returns the number of the file descriptor.
     pub fn fd_install(&self, fd: FileDescriptorReservation) -> u32 {
         let number = fd.reserved_fd();
-        // SAFETY: By the type invariants, `file` is set and the buffer holds a reference to it
-        // for as long as the buffer lives, which covers this call. dma-buf files are created by
-        // `alloc_file_pseudo()` without `FMODE_ATOMIC_POS`, so no `fdget_pos()` holds their
-        // position lock; the reference is only used to take a new reference for the file table.
-        let file = unsafe { File::from_raw_file((*self.as_raw()).file) };
-        fd.fd_install(ARef::from(file));
+        // The file table takes over this reference.
+        self.inc_ref();
+        // SAFETY: By the type invariants, the buffer is valid and its file is set. `number` is a
+        // slot the current task reserved (a reservation is not `Send`), and `fd` is forgotten
+        // below, so the slot is filled exactly once and not released. `dma_buf_fd_install()`
+        // gives the reference taken above to the file table.
+        unsafe { bindings::dma_buf_fd_install(self.as_raw(), number as c_int) };
+        core::mem::forget(fd);
         number
     }
 
@@ -131,25 +141,28 @@ impl DmaBuf {
         Ok(self.fd_install(fd))
     }
 
-    /// Locks the reservation object of the buffer.
+    /// Returns the reservation object of the buffer.
     ///
-    /// Sleeps until the lock is free. The lock is released when the returned guard is dropped.
-    /// Mapping an attachment and invalidating the mappings of the buffer need the guard.
+    /// Buffers may share one with other buffers, when their exporter says so.
+    #[inline]
+    pub fn resv(&self) -> &DmaResv {
+        // SAFETY: By the type invariants, `resv` is set and initialized, and stays so until the
+        // buffer is released: the exporter keeps a shared one alive that long.
+        unsafe { DmaResv::from_raw((*self.as_raw()).resv) }
+    }
+
+    /// Locks the reservation object of the buffer, sleeping until it is free.
     ///
-    /// Do not drop an [`Attachment`] of the buffer while holding the guard: detaching takes the
-    /// lock.
+    /// A shortcut for [`DmaResv::lock`] on [`DmaBuf::resv`]. Mapping an attachment and
+    /// invalidating the mappings of the buffer need the guard.
+    ///
+    /// Do not drop an [`Attachment`] of the buffer, or of a buffer sharing its reservation
+    /// object, while holding the guard: detaching takes the lock.
     ///
     /// [`Attachment`]: super::Attachment
-    pub fn lock(&self) -> ResvGuard<'_> {
-        // SAFETY: By the type invariants, `resv` is a valid, initialized reservation object.
-        // Without an acquire context `dma_resv_lock()` cannot fail.
-        let ret = unsafe { bindings::dma_resv_lock((*self.as_raw()).resv, ptr::null_mut()) };
-        debug_assert_eq!(ret, 0);
-        // INVARIANT: The lock was acquired above.
-        ResvGuard {
-            buf: self,
-            _not_send: NotThreadSafe,
-        }
+    #[inline]
+    pub fn lock(&self) -> DmaResvGuard<'_> {
+        self.resv().lock()
     }
 }
 
@@ -161,48 +174,3 @@ impl PartialEq for DmaBuf {
 }
 
 impl Eq for DmaBuf {}
-
-/// Proof that the reservation lock of a [`DmaBuf`] is held.
-///
-/// Created by [`DmaBuf::lock`]; unlocks when dropped. It must be dropped in the task that took
-/// the lock, so it is not [`Send`].
-///
-/// # Invariants
-///
-/// The reservation lock of `buf` is held by the current task for the lifetime of the guard.
-pub struct ResvGuard<'a> {
-    buf: &'a DmaBuf,
-    _not_send: NotThreadSafe,
-}
-
-impl<'a> ResvGuard<'a> {
-    /// Returns the buffer whose lock is held.
-    #[inline]
-    pub fn buf(&self) -> &'a DmaBuf {
-        self.buf
-    }
-
-    /// Returns whether this guard holds the lock of `buf`.
-    #[inline]
-    pub fn is_locked(&self, buf: &DmaBuf) -> bool {
-        self.buf == buf
-    }
-
-    /// Tells every importer of the buffer to give its mappings back.
-    ///
-    /// For exporters that move or revoke the memory of the buffer: each dynamic importer's
-    /// invalidate callback runs before this returns, with the lock held.
-    pub fn invalidate_mappings(&self) {
-        // SAFETY: By the type invariants, the buffer is valid and its reservation lock is held,
-        // as `dma_buf_invalidate_mappings()` requires.
-        unsafe { bindings::dma_buf_invalidate_mappings(self.buf.as_raw()) };
-    }
-}
-
-impl Drop for ResvGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: By the type invariants, the lock is held by this task.
-        unsafe { bindings::dma_resv_unlock((*self.buf.as_raw()).resv) };
-    }
-}
