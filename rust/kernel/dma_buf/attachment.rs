@@ -19,9 +19,8 @@
 //! - Dynamic attachments ([`DmaBuf::attach`]) follow the buffer when the exporter moves or
 //!   revokes it. The exporter invalidates the mappings under the lock (this can happen inside any
 //!   call into the exporter, [`Attachment::map`] included); the importer's
-//!   [`Importer::invalidate`] runs first and stops its device's use of the addresses, or adds
-//!   fences to the reservation object that signal once it has; the abstraction then waits for
-//!   all fences and unmaps. [`Attachment::map`] waits for the fences of pending moves and clears
+//!   [`Importer::invalidate`] runs first and stops its device's use of the addresses, then the
+//!   abstraction unmaps. [`Attachment::map`] waits for the fences of pending moves and clears
 //!   before it returns a new mapping.
 //! - Pinned attachments ([`DmaBuf::attach_pinned`]) are for importers that cannot take
 //!   invalidations. The C core pins the buffer for their mappings through the exporter's pin
@@ -48,8 +47,8 @@
 //!
 //! impl Importer for MyImporter {
 //!     fn invalidate(&self, inv: &Invalidation<'_>) {
-//!         // Stop the device, or add fences to the reservation object that signal when it is
-//!         // done with the addresses. The mapping goes away after this, once they signaled.
+//!         // Stop the device's use of the addresses, in bounded time: the mapping goes away when
+//!         // this returns.
 //!         if inv.sgt().is_some() {
 //!             self.dma_len.store(0, Relaxed);
 //!         }
@@ -77,7 +76,7 @@
 
 use super::{
     mapping::{self, ImportType, MappingType, Negotiated, Sgt},
-    DmaBuf, DmaResvGuard, DmaResvLocked, DmaResvUsage, SgtMapping,
+    DmaBuf, DmaResvHeld, DmaResvLocked, DmaResvUsage, SgtMapping,
 };
 use crate::{
     bindings,
@@ -95,30 +94,32 @@ use core::{cell::UnsafeCell, marker::PhantomData, ptr::NonNull};
 pub trait Importer: Send + Sync + Sized + 'static {
     /// Called when the exporter moves or revokes the buffer, with its reservation lock held.
     ///
-    /// `inv` has the guard of the lock and the attachment's mapping, if it had one. The importer
-    /// stops its device's use of the addresses, or adds fences to the reservation object that
-    /// signal once the device is done with them. When this returns, the abstraction waits for all
-    /// fences of the reservation object and unmaps. To use the buffer again, the importer maps
-    /// again, under the lock; after a revoke the new mapping fails.
+    /// `inv` has the proof of the lock and the attachment's mapping, if it had one. The importer
+    /// stops its device's use of the addresses, in bounded time (the exporter may hold other
+    /// locks, and its device may wait): when this returns, the abstraction unmaps. To use the
+    /// buffer again, the importer maps again, under the lock; after a revoke the new mapping
+    /// fails.
     ///
     /// This can run inside any call into the exporter made with the lock held, including
-    /// [`Attachment::map`] of this attachment.
+    /// [`Attachment::map`] of this attachment. It must not take other reservation locks or
+    /// drop an attachment of a buffer with this reservation object: both take locks the caller
+    /// may hold.
     fn invalidate(&self, inv: &Invalidation<'_>);
 }
 
-/// What [`Importer::invalidate`] gets: the guard of the lock, and the mapping going away.
+/// What [`Importer::invalidate`] gets: proof of the lock, and the mapping going away.
 ///
-/// The guard is lent by shared reference: it proves the lock is held, but gives no
-/// [`DmaResvLocked`], so the importer cannot map, unmap or invalidate from the callback.
+/// The proof is a [`DmaResvHeld`], which gives no [`DmaResvLocked`], so the importer cannot map,
+/// unmap or invalidate from the callback.
 pub struct Invalidation<'a> {
-    resv: &'a DmaResvGuard<'a>,
+    resv: &'a DmaResvHeld<'a>,
     sgt: Option<&'a SgtMapping>,
 }
 
 impl<'a> Invalidation<'a> {
-    /// Returns the guard of the reservation lock, which the caller of the invalidation holds.
+    /// Returns the proof of the reservation lock, which the caller of the invalidation holds.
     #[inline]
-    pub fn resv(&self) -> &'a DmaResvGuard<'a> {
+    pub fn resv(&self) -> &'a DmaResvHeld<'a> {
         self.resv
     }
 
@@ -242,7 +243,7 @@ impl<I: Importer> ImporterVTable<I> {
         // SAFETY: The buffer of a live attachment is valid.
         let buf = unsafe { DmaBuf::from_raw((*attach).dmabuf) };
         // SAFETY: The caller of the invalidation holds the lock for the duration of the callback.
-        let resv = unsafe { DmaResvGuard::assume_locked(buf.resv()) };
+        let resv = unsafe { DmaResvHeld::new(buf.resv()) };
         // SAFETY: The lock is held by this task. No reference from `mapping()` is in use: those
         // only live while a `DmaResvLocked` is borrowed, and an invalidation needs one
         // (`Exported::invalidate_mappings`) or happens in a call into the exporter, which takes
@@ -255,12 +256,7 @@ impl<I: Importer> ImporterVTable<I> {
         inner
             .importer
             .invalidate(&Invalidation { resv: &resv, sgt });
-        if !matches!(old, MappingSlot::None) {
-            // The importer's device may still use the addresses until the fences it added have
-            // signaled; unmapping earlier could, e.g., free bounce buffers it writes to.
-            let _ = buf.resv().wait(DmaResvUsage::Bookkeep, false, None);
-        }
-        // Unmaps, with the lock held.
+        // Unmaps, with the lock held: the importer's device is done with the addresses.
         drop(old);
     }
 }
@@ -274,7 +270,8 @@ impl DmaBuf {
     ///
     /// Returns the attachment, typed by the negotiated mapping type, [`EINVAL`] if `types` is
     /// empty, [`EOPNOTSUPP`] if the exporter offers none of `types`, or the error of the
-    /// exporter's attach callback.
+    /// exporter's attach callback. Takes the buffer's reservation lock: not to be called with it
+    /// held.
     pub fn attach<I: Importer>(
         &self,
         dev: &Device<Bound>,

@@ -303,8 +303,9 @@ mod tests {
     impl Importer for TestImporter {
         fn invalidate(&self, inv: &Invalidation<'_>) {
             self.invalidated.fetch_add(1, Relaxed);
-            // The lock is held: by this task, which ran the invalidation.
-            let locked = inv.resv().resv().try_lock().is_none();
+            // The lock is held (by this task, which ran the invalidation).
+            let locked =
+                inv.resv().holds(inv.resv().resv()) && inv.resv().resv().try_lock().is_none();
             if locked && inv.sgt().is_some_and(|sgt| sgt.iter().count() > 0) {
                 self.with_mapping.fetch_add(1, Relaxed);
             }
@@ -929,9 +930,10 @@ mod tests {
         Ok(())
     }
 
-    /// The attachment keeps its device alive: it can be unregistered, and its last other
-    /// reference dropped, while it is attached. Counted in UML; under KASAN, a freed device shows
-    /// up in the exporter's detach, which reads it.
+    /// The attachment keeps its device alive. An importer that drops its device before its
+    /// attachment (which it must not: mappings are for a bound device) leaves the device
+    /// unregistered but not freed. Counted in UML; under KASAN, a freed device would show up in
+    /// the exporter's detach, which reads it.
     #[test]
     fn rust_dma_buf_dev_kept() -> Result {
         let ctx = Ctx::new()?;

@@ -44,5 +44,5 @@ pub use self::exporter::{
 };
 pub use self::mapping::{ExportType, ImportType, MappingType, Negotiated, Pal, Sgt};
 pub use self::pal::{P2pProvider, PalExport, PhysRange};
-pub use self::resv::{DmaResv, DmaResvGuard, DmaResvLocked, DmaResvSet, DmaResvUsage};
+pub use self::resv::{DmaResv, DmaResvGuard, DmaResvHeld, DmaResvLocked, DmaResvSet, DmaResvUsage};
 pub use self::sgt::{SgtExport, SgtMapping};

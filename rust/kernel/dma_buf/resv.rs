@@ -212,20 +212,6 @@ impl<'a> DmaResvGuard<'a> {
         // INVARIANT: The guard holds the lock, and is borrowed mutably for the proof's lifetime.
         DmaResvLocked::new(self.resv)
     }
-
-    /// Creates a guard for a lock somebody else releases: for callbacks that C calls with the
-    /// lock held. The guard is never dropped, and only lent out by shared reference, so nobody
-    /// can get a [`DmaResvLocked`] from it.
-    ///
-    /// # Safety
-    ///
-    /// The current task holds the lock of `resv` for `'a`.
-    pub(crate) unsafe fn assume_locked(resv: &'a DmaResv) -> core::mem::ManuallyDrop<Self> {
-        // SAFETY: `resv` is valid; `dma_resv_assert_held()` only checks, with lockdep.
-        unsafe { bindings::dma_resv_assert_held(resv.as_raw()) };
-        // SAFETY: By the safety requirements, the lock is held; the guard is not dropped.
-        core::mem::ManuallyDrop::new(unsafe { Self::new(resv) })
-    }
 }
 
 impl Drop for DmaResvGuard<'_> {
@@ -233,6 +219,49 @@ impl Drop for DmaResvGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: By the type invariants, the lock is held by this task.
         unsafe { bindings::dma_resv_unlock(self.resv.as_raw()) };
+    }
+}
+
+/// Proof that the current task holds the lock of a [`DmaResv`] that somebody else took.
+///
+/// What callbacks that C calls with the lock held get, such as
+/// [`Importer::invalidate`](super::Importer::invalidate). Unlike a guard, it does not unlock, and
+/// it gives no [`DmaResvLocked`]: the lock holder may have lent that out.
+///
+/// # Invariants
+///
+/// The current task holds the lock of `resv` for `'a`.
+pub struct DmaResvHeld<'a> {
+    resv: &'a DmaResv,
+    _not_send: NotThreadSafe,
+}
+
+impl<'a> DmaResvHeld<'a> {
+    /// Creates the proof for a callback.
+    ///
+    /// # Safety
+    ///
+    /// The current task holds the lock of `resv` for `'a`.
+    pub(crate) unsafe fn new(resv: &'a DmaResv) -> Self {
+        // SAFETY: `resv` is valid; `dma_resv_assert_held()` only checks, with lockdep.
+        unsafe { bindings::dma_resv_assert_held(resv.as_raw()) };
+        // INVARIANT: By the safety requirements.
+        Self {
+            resv,
+            _not_send: NotThreadSafe,
+        }
+    }
+
+    /// Returns the reservation object whose lock is held.
+    #[inline]
+    pub fn resv(&self) -> &'a DmaResv {
+        self.resv
+    }
+
+    /// Returns whether this is the proof of the lock of `resv`.
+    #[inline]
+    pub fn holds(&self, resv: &DmaResv) -> bool {
+        self.resv == resv
     }
 }
 

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
@@ -125,6 +126,39 @@ static int attachments(unsigned long ino, const char *dev, const char *type)
 	}
 	fclose(f);
 	return n;
+}
+
+/* Writes @val to the fault-injection attribute @attr of @which in debugfs. */
+static int fault_attr(const char *which, const char *attr, const char *val)
+{
+	char path[128];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/%s/%s", which, attr);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	n = write(fd, val, strlen(val));
+	close(fd);
+	return n < 0 ? -1 : 0;
+}
+
+/*
+ * Through @fd, /proc/thread-self/fail-nth opened beforehand (opening it
+ * allocates), makes the @nth fault-injection point this thread passes fail
+ * (0: none), or, with @nth < 0, returns how many points are left before it:
+ * 0 once the failure was injected. Neither allocates.
+ */
+static int fail_nth(int fd, int nth)
+{
+	char buf[16] = "";
+
+	if (nth >= 0) {
+		snprintf(buf, sizeof(buf), "%d", nth);
+		return pwrite(fd, buf, strlen(buf), 0) < 0 ? -1 : 0;
+	}
+	return pread(fd, buf, sizeof(buf) - 1, 0) < 0 ? -1 : atoi(buf);
 }
 
 FIXTURE(exporter) {
@@ -419,6 +453,58 @@ TEST_F(exporter, vgem_import)
 	ASSERT_EQ(0, ioctl(drm, DRM_IOCTL_GEM_CLOSE, &gem_close));
 	EXPECT_EQ(-1, attachments(st.st_ino, "vgem", "sgt"));
 	close(drm);
+}
+
+/*
+ * Every allocation an export makes fails in turn: the pages, the Rust
+ * abstractions' and the sample's data, and the C core's in dma_buf_export(),
+ * through /proc/thread-self/fail-nth. Each failed export is ENOMEM and leaves
+ * no file descriptor behind; KASAN and kmemleak watch the memory it undid.
+ */
+TEST_F(exporter, export_fails_cleanly)
+{
+	int before, failed = 0, nth, fd = -1, nthfd;
+
+	nthfd = open("/proc/thread-self/fail-nth", O_RDWR | O_CLOEXEC);
+	if (nthfd < 0 || fault_attr("failslab", "ignore-gfp-wait", "N") ||
+	    fault_attr("fail_page_alloc", "ignore-gfp-wait", "N") ||
+	    fault_attr("fail_page_alloc", "min-order", "0"))
+		SKIP(return, "no fault injection (CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC, CONFIG_FAULT_INJECTION_DEBUG_FS)");
+	fault_attr("failslab", "verbose", "0");
+	fault_attr("fail_page_alloc", "verbose", "0");
+	before = nr_fds();
+
+	for (nth = 1; nth <= 500 && fd < 0; nth++) {
+		struct rust_dma_buf_export arg = { .size = 4 * page_size, .fd = -1 };
+		int ret, err, left;
+
+		ASSERT_EQ(0, fail_nth(nthfd, nth));
+		ret = ioctl(self->dev, RUST_DMA_BUF_EXPORT, &arg);
+		err = errno;
+		left = fail_nth(nthfd, -1);
+		ASSERT_EQ(0, fail_nth(nthfd, 0));
+		if (left) {
+			/* The export made fewer allocations: done. */
+			ASSERT_EQ(0, ret);
+			fd = arg.fd;
+			break;
+		}
+		/* Some allocations may fail without failing the export. */
+		if (ret) {
+			EXPECT_EQ(ENOMEM, err);
+			failed++;
+		} else {
+			close(arg.fd);
+		}
+		EXPECT_EQ(before, nr_fds());
+	}
+	ASSERT_GE(fd, 0);
+	/* Four pages, the sample's data, the weak slot and private data, the core's. */
+	EXPECT_GE(failed, 8);
+	EXPECT_EQ(4 * page_size, lseek(fd, 0, SEEK_END));
+	close(fd);
+	EXPECT_EQ(before, nr_fds());
+	close(nthfd);
 }
 
 TEST_HARNESS_MAIN
