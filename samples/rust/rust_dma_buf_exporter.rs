@@ -146,11 +146,11 @@ impl Exporter for PageExporter {
     type AttachData = ();
     const MAPPING_TYPES: &'static [ExportType] = &[ExportType::Sgt { p2p: false }];
 
-    fn map_sgt(
+    fn map_sgt<'a>(
         pages: &Pages,
-        attach: &ExporterAttachment<Self>,
+        attach: &'a ExporterAttachment<Self>,
         dir: DataDirection,
-    ) -> Result<SgtExport> {
+    ) -> Result<SgtExport<'a>> {
         SgtExport::from_pages(attach, &pages.0, dir)
     }
 

@@ -42,11 +42,11 @@
 //!     type AttachData = ();
 //!     const MAPPING_TYPES: &'static [ExportType] = &[ExportType::Sgt { p2p: false }];
 //!
-//!     fn map_sgt(
+//!     fn map_sgt<'a>(
 //!         pages: ArcBorrow<'_, KVec<Page>>,
-//!         attach: &ExporterAttachment<Self>,
+//!         attach: &'a ExporterAttachment<Self>,
 //!         dir: DataDirection,
-//!     ) -> Result<SgtExport> {
+//!     ) -> Result<SgtExport<'a>> {
 //!         // The table holds a reference to the pages until the importer unmaps it.
 //!         SgtExport::from_pages(attach, &pages.into(), dir)
 //!     }
@@ -138,19 +138,23 @@ pub trait Exporter: Sized + 'static {
     /// Maps the buffer for an SGT attachment.
     ///
     /// Called with the reservation lock held. The returned table is dropped when the importer
-    /// unmaps it. Return [`ENODEV`] if the buffer is revoked.
-    fn map_sgt(
+    /// unmaps it; it cannot outlive the attachment. Return [`ENODEV`] if the buffer is revoked.
+    fn map_sgt<'a>(
         _data: DataRef<'_, Self>,
-        _attach: &ExporterAttachment<Self>,
+        _attach: &'a ExporterAttachment<Self>,
         _dir: DataDirection,
-    ) -> Result<SgtExport> {
+    ) -> Result<SgtExport<'a>> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Unmaps a table from [`Exporter::map_sgt`], when the importer is done with it.
     ///
     /// Called with the reservation lock held. Without this callback the table is just dropped.
-    fn unmap_sgt(_data: DataRef<'_, Self>, _attach: &ExporterAttachment<Self>, _sgt: SgtExport) {
+    fn unmap_sgt(
+        _data: DataRef<'_, Self>,
+        _attach: &ExporterAttachment<Self>,
+        _sgt: SgtExport<'_>,
+    ) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -224,7 +228,7 @@ impl<T: Exporter> ExporterAttachment<T> {
     }
 
     #[inline]
-    fn as_raw(&self) -> *mut bindings::dma_buf_attachment {
+    pub(crate) fn as_raw(&self) -> *mut bindings::dma_buf_attachment {
         self.0.get()
     }
 
@@ -881,7 +885,7 @@ impl<T: Exporter> ExporterVTable<T> {
         let buf = unsafe { Exported::<T>::from_raw(dmabuf) };
         // SAFETY: The caller provides a vma that is undergoing initial VMA setup.
         let vma = unsafe { VmaNew::from_raw(vma) };
-        from_result(|| T::mmap(data, buf, vma).map(|()| 0))
+        from_result(|| vma.call_mmap(|vma| T::mmap(data, buf, vma)).map(|()| 0))
     }
 
     /// # Safety

@@ -134,11 +134,11 @@ mod tests {
         }
     }
 
-    fn sgt_export<T: Exporter>(
+    fn sgt_export<'a, T: Exporter>(
         data: &TestBuf,
-        attach: &ExporterAttachment<T>,
+        attach: &'a ExporterAttachment<T>,
         dir: DataDirection,
-    ) -> Result<SgtExport> {
+    ) -> Result<SgtExport<'a>> {
         if data.revoked.load(Relaxed) != 0 {
             return Err(ENODEV);
         }
@@ -201,11 +201,11 @@ mod tests {
                 .store(dev_refs(attach.dev()), Relaxed);
         }
 
-        fn map_sgt(
+        fn map_sgt<'a>(
             data: ArcBorrow<'_, TestBuf>,
-            attach: &ExporterAttachment<Self>,
+            attach: &'a ExporterAttachment<Self>,
             dir: DataDirection,
-        ) -> Result<SgtExport> {
+        ) -> Result<SgtExport<'a>> {
             // The attachment's data is there from the attach on.
             attach.data().ok_or(ENOTRECOVERABLE)?;
             sgt_export(&data, attach, dir)
@@ -214,7 +214,7 @@ mod tests {
         fn unmap_sgt(
             data: ArcBorrow<'_, TestBuf>,
             _attach: &ExporterAttachment<Self>,
-            sgt: SgtExport,
+            sgt: SgtExport<'_>,
         ) {
             drop(sgt);
             data.counters.unmap();
@@ -274,11 +274,11 @@ mod tests {
         type AttachData = ();
         const MAPPING_TYPES: &'static [ExportType] = &[ExportType::Sgt { p2p: false }];
 
-        fn map_sgt(
+        fn map_sgt<'a>(
             data: ArcBorrow<'_, TestBuf>,
-            attach: &ExporterAttachment<Self>,
+            attach: &'a ExporterAttachment<Self>,
             dir: DataDirection,
-        ) -> Result<SgtExport> {
+        ) -> Result<SgtExport<'a>> {
             if attach.data().is_some() {
                 return Err(ENOTRECOVERABLE);
             }

@@ -144,6 +144,24 @@ impl PalExport {
         Ok(Self { phys })
     }
 
+    /// Builds the list of `ranges`, slices of one memory BAR of a bound PCI device, with the
+    /// device's P2P provider for that BAR.
+    ///
+    /// Returns [`EINVAL`] if `ranges` is empty or its ranges are not all of the same device and
+    /// BAR, [`EOPNOTSUPP`] if the device has no P2P provider for the BAR (P2P DMA is not
+    /// configured, or the driver did not set it up with `pcim_p2pdma_init()`).
+    ///
+    /// The exporter must invalidate the mappings of its buffers and wait for the lists to come
+    /// back before the driver lets go of the device: the provider is released with the binding.
+    #[cfg(CONFIG_PCI)]
+    pub fn from_bar_ranges(ranges: &[crate::pci::BarRange<'_>]) -> Result<Self> {
+        let (provider, phys) = bar_phys(ranges)?;
+        // SAFETY: By `bar_phys`, every range is MMIO within one BAR of a device bound to the
+        // caller, and `provider` is the provider of that BAR, which lives as long as the binding;
+        // the exporter tears the lists down before unbinding, as documented.
+        unsafe { Self::new(provider, &phys) }
+    }
+
     /// Hands the list over to C, for `map_phys`.
     pub(crate) fn into_raw(self) -> *mut bindings::dma_buf_phys_list {
         let phys = self.phys.as_ptr();
@@ -171,5 +189,55 @@ impl Drop for PalExport {
         // SAFETY: By the type invariants, the list is ours and allocated by
         // `dma_buf_phys_list_alloc()`.
         unsafe { bindings::dma_buf_phys_list_free(self.phys.as_ptr()) };
+    }
+}
+
+/// Returns the physical ranges of `ranges`, slices of one memory BAR of one bound PCI device, and
+/// the device's P2P provider for that BAR.
+///
+/// Returns [`EINVAL`] if `ranges` is empty or its ranges are not all of the same device and BAR,
+/// [`EOPNOTSUPP`] if the device has no P2P provider for the BAR.
+#[cfg(CONFIG_PCI)]
+pub(crate) fn bar_phys<'a>(
+    ranges: &[crate::pci::BarRange<'a>],
+) -> Result<(&'a P2pProvider, KVec<PhysRange>)> {
+    let first = ranges.first().ok_or(EINVAL)?;
+    let (dev, bar) = (first.dev(), first.bar());
+    if ranges
+        .iter()
+        .any(|r| !core::ptr::eq(r.dev(), dev) || r.bar() != bar)
+    {
+        return Err(EINVAL);
+    }
+    let provider = bar_provider(dev, bar)?;
+    let mut phys = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
+    for r in ranges {
+        // CAST: A range is within a BAR mapped by the CPU, so its length fits a `usize`.
+        phys.push(PhysRange::new(r.start(), r.len() as usize), GFP_KERNEL)?;
+    }
+    Ok((provider, phys))
+}
+
+/// Returns the P2P provider of BAR `bar` of `dev`.
+#[cfg(CONFIG_PCI)]
+fn bar_provider<'a>(
+    dev: &'a crate::pci::Device<crate::device::Bound>,
+    bar: u32,
+) -> Result<&'a P2pProvider> {
+    #[cfg(CONFIG_PCI_P2PDMA)]
+    {
+        // SAFETY: `dev` is a valid PCI device, bound; `pcim_p2pdma_provider()` checks `bar`.
+        let p = unsafe { bindings::pcim_p2pdma_provider(dev.as_raw(), bar.try_into()?) };
+        if p.is_null() {
+            return Err(EOPNOTSUPP);
+        }
+        // SAFETY: The provider is device-managed: it lives while `dev` is bound, which is at
+        // least as long as the borrow of `dev`.
+        Ok(unsafe { P2pProvider::from_raw(p) })
+    }
+    #[cfg(not(CONFIG_PCI_P2PDMA))]
+    {
+        let _ = (dev, bar);
+        Err(EOPNOTSUPP)
     }
 }

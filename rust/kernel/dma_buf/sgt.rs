@@ -26,7 +26,7 @@ use crate::{
     sync::{aref::ARef, Arc},
     types::Opaque,
 };
-use core::{ops::Deref, ptr::NonNull};
+use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
 
 /// A scatter-gather table mapped from an SGT attachment.
 ///
@@ -116,42 +116,79 @@ impl Drop for SgtMapping {
 ///
 /// # Invariants
 ///
-/// `table` is an initialized `struct sg_table` whose entries point into `pages`. If `mapped`, it
-/// is DMA mapped for `dev` with `dir`.
+/// `table` is an initialized `struct sg_table`, as `backing` says.
 #[repr(C)]
 #[pin_data(PinnedDrop)]
 struct SgtExportInner {
     // First field: the `struct sg_table` pointer handed to C is the pointer to this struct.
     #[pin]
     table: Opaque<bindings::sg_table>,
-    dev: ARef<Device>,
-    dir: DataDirection,
-    mapped: bool,
-    _pages: Arc<KVec<Page>>,
+    backing: Backing,
+}
+
+/// What an [`SgtExport`] describes, and what to undo when it goes.
+enum Backing {
+    /// `table` is ours; its entries point into `pages`. If `mapped`, it is DMA mapped for `dev`
+    /// with `dir`.
+    Pages {
+        dev: ARef<Device>,
+        dir: DataDirection,
+        mapped: bool,
+        _pages: Arc<KVec<Page>>,
+    },
+    /// `table` is a copy of the header of `sgt`, which `dma_buf_phys_vec_to_sgt()` built and
+    /// mapped for `attach` with `dir`; the entries are those of `sgt`. `attach` outlives the
+    /// export (its lifetime parameter).
+    #[cfg(CONFIG_PCI)]
+    Phys {
+        attach: NonNull<bindings::dma_buf_attachment>,
+        sgt: NonNull<bindings::sg_table>,
+        dir: DataDirection,
+    },
 }
 
 #[pinned_drop]
 impl PinnedDrop for SgtExportInner {
     fn drop(self: Pin<&mut Self>) {
-        if self.mapped {
-            // SAFETY: By the type invariants, the table is DMA mapped for `dev` with `dir`.
-            unsafe {
-                bindings::dma_unmap_sgtable(self.dev.as_raw(), self.table.get(), self.dir.into(), 0)
-            };
+        match &self.backing {
+            Backing::Pages {
+                dev, dir, mapped, ..
+            } => {
+                if *mapped {
+                    // SAFETY: By the type invariants, the table is DMA mapped for `dev` with
+                    // `dir`.
+                    unsafe {
+                        bindings::dma_unmap_sgtable(
+                            dev.as_raw(),
+                            self.table.get(),
+                            (*dir).into(),
+                            0,
+                        )
+                    };
+                }
+                // SAFETY: By the type invariants, the table is initialized and no longer mapped.
+                unsafe { bindings::sg_free_table(self.table.get()) };
+            }
+            #[cfg(CONFIG_PCI)]
+            Backing::Phys { attach, sgt, dir } => {
+                // SAFETY: By the type invariants, `sgt` came from `dma_buf_phys_vec_to_sgt()` for
+                // `attach`, which is still attached, with `dir`; it is freed once, here. The
+                // copy in `table` owns nothing.
+                unsafe { bindings::dma_buf_free_sgt(attach.as_ptr(), sgt.as_ptr(), (*dir).into()) };
+            }
         }
-        // SAFETY: By the type invariants, the table is initialized and no longer mapped.
-        unsafe { bindings::sg_free_table(self.table.get()) };
     }
 }
 
 /// A scatter-gather table an exporter hands out for an SGT attachment.
 ///
-/// Returned from [`Exporter::map_sgt`](super::Exporter::map_sgt). It owns a reference to the
-/// pages it describes, so they stay allocated until the importer unmaps, and undoes its DMA
-/// mapping when dropped.
-pub struct SgtExport(Pin<KBox<SgtExportInner>>);
+/// Returned from [`Exporter::map_sgt`](super::Exporter::map_sgt). A table of pages owns a
+/// reference to the pages it describes, so they stay allocated until the importer unmaps, and
+/// undoes its DMA mapping when dropped; a table of device memory undoes its mapping for the
+/// attachment it was made for, which it cannot outlive (`'a`).
+pub struct SgtExport<'a>(Pin<KBox<SgtExportInner>>, PhantomData<&'a ()>);
 
-impl SgtExport {
+impl<'a> SgtExport<'a> {
     /// Builds a table of `pages`, DMA mapped for the importer's DMA device of `attach`.
     ///
     /// The table covers every page of `pages`, in order; it must be the size of the buffer. No
@@ -160,7 +197,7 @@ impl SgtExport {
     /// [`EINVAL`] if `attach` is not of the SGT type, `dir` is [`DataDirection::None`] or
     /// `pages` not the size of the buffer, or the error of the DMA mapping.
     pub fn from_pages<T: Exporter>(
-        attach: &ExporterAttachment<T>,
+        attach: &'a ExporterAttachment<T>,
         pages: &Arc<KVec<Page>>,
         dir: DataDirection,
     ) -> Result<Self> {
@@ -170,7 +207,7 @@ impl SgtExport {
     /// Builds a table of `pages` without DMA mapping it, for tests on machines without DMA.
     #[cfg(CONFIG_RUST_DMA_BUF_KUNIT_TEST)]
     pub(crate) fn from_pages_unmapped<T: Exporter>(
-        attach: &ExporterAttachment<T>,
+        attach: &'a ExporterAttachment<T>,
         pages: &Arc<KVec<Page>>,
         dir: DataDirection,
     ) -> Result<Self> {
@@ -191,7 +228,7 @@ impl SgtExport {
     }
 
     fn build<T: Exporter>(
-        attach: &ExporterAttachment<T>,
+        attach: &'a ExporterAttachment<T>,
         pages: &Arc<KVec<Page>>,
         dir: DataDirection,
         dma_map: bool,
@@ -228,26 +265,99 @@ impl SgtExport {
                         )
                     })
                 }),
-                dev: dev.into(),
-                dir,
-                mapped: false,
-                _pages: pages.clone(),
+                backing: Backing::Pages {
+                    dev: dev.into(),
+                    dir,
+                    mapped: false,
+                    _pages: pages.clone(),
+                },
             }),
             GFP_KERNEL,
         )?;
 
         if !dma_map {
-            return Ok(Self(inner));
+            return Ok(Self(inner, PhantomData));
         }
         // SAFETY: The table was initialized above, and `dev` is valid: the table holds a
         // reference to it until it is unmapped again, in the drop.
         to_result(unsafe {
-            bindings::dma_map_sgtable(inner.dev.as_raw(), inner.table.get(), dir.into(), 0)
+            bindings::dma_map_sgtable(dev.as_raw(), inner.table.get(), dir.into(), 0)
         })?;
-        // SAFETY: `mapped` is not structurally pinned.
-        // INVARIANT: The table was DMA mapped above.
-        unsafe { inner.as_mut().get_unchecked_mut() }.mapped = true;
-        Ok(Self(inner))
+        // SAFETY: `backing` is not structurally pinned.
+        let unpinned = unsafe { inner.as_mut().get_unchecked_mut() };
+        if let Backing::Pages { mapped, .. } = &mut unpinned.backing {
+            // INVARIANT: The table was DMA mapped above.
+            *mapped = true;
+        }
+        Ok(Self(inner, PhantomData))
+    }
+
+    /// Builds a table of `ranges`, slices of one memory BAR of a bound PCI device, mapped for
+    /// the importer's DMA device of `attach` with `dma_buf_phys_vec_to_sgt()`: peer-to-peer,
+    /// through the host bridge or directly, as the PCI topology allows.
+    ///
+    /// Call it from [`Exporter::map_sgt`](super::Exporter::map_sgt), with the reservation lock
+    /// held. The ranges, in order, must cover the buffer exactly. Returns [`EINVAL`] if `attach`
+    /// is not of the SGT type, `dir` is [`DataDirection::None`], the ranges are not all of one
+    /// device and BAR or not the size of the buffer; [`EOPNOTSUPP`] if the device has no P2P
+    /// provider for the BAR; else the error of the mapping ([`EINVAL`] if the importer's device
+    /// cannot reach the BAR).
+    ///
+    /// As with `PalExport::from_bar_ranges`, the exporter must invalidate its mappings before
+    /// the PCI device is unbound.
+    #[cfg(CONFIG_PCI)]
+    pub fn from_bar_ranges<T: Exporter>(
+        attach: &'a ExporterAttachment<T>,
+        ranges: &[crate::pci::BarRange<'_>],
+        dir: DataDirection,
+    ) -> Result<Self> {
+        if !attach.is_type::<Sgt>() || dir == DataDirection::None {
+            return Err(EINVAL);
+        }
+        let (provider, mut phys) = super::pal::bar_phys(ranges)?;
+        let size = phys
+            .iter()
+            .try_fold(0usize, |acc, r| acc.checked_add(r.len()))
+            .ok_or(EINVAL)?;
+        if size != attach.buf().size() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `attach` is a valid SGT attachment for `'a`; `provider` and `phys` describe
+        // MMIO of one BAR of a bound device (see `bar_phys`), `size` is their sum; the function
+        // copies what it needs. `PhysRange` is `repr(transparent)` over `struct phys_vec`.
+        let sgt = unsafe {
+            bindings::dma_buf_phys_vec_to_sgt(
+                attach.as_raw(),
+                provider.as_raw(),
+                phys.as_mut_ptr().cast(),
+                phys.len(),
+                size,
+                dir.into(),
+            )
+        };
+        let sgt = NonNull::new(crate::error::from_err_ptr(sgt)?).ok_or(ENOMEM)?;
+        let inner = KBox::pin_init(
+            pin_init!(SgtExportInner {
+                // SAFETY: `sgt` is a valid table; the copy of its header shares its entries,
+                // which live until `dma_buf_free_sgt()` in the drop.
+                table: Opaque::new(unsafe { sgt.as_ptr().read() }),
+                backing: Backing::Phys {
+                    attach: NonNull::new(attach.as_raw()).ok_or(EINVAL)?,
+                    sgt,
+                    dir,
+                },
+            }? Error),
+            GFP_KERNEL,
+        );
+        match inner {
+            // INVARIANT: The copy is initialized; `attach` outlives `'a`.
+            Ok(inner) => Ok(Self(inner, PhantomData)),
+            Err(e) => {
+                // SAFETY: `sgt` was built above for `attach` with `dir`, and nothing else uses it.
+                unsafe { bindings::dma_buf_free_sgt(attach.as_raw(), sgt.as_ptr(), dir.into()) };
+                Err(e)
+            }
+        }
     }
 
     /// Returns the table.
@@ -277,6 +387,6 @@ impl SgtExport {
         // at the address of its first field.
         let inner = unsafe { KBox::from_raw(sgt.cast::<SgtExportInner>()) };
         // SAFETY: The box was pinned before it was leaked.
-        Self(unsafe { Pin::new_unchecked(inner) })
+        Self(unsafe { Pin::new_unchecked(inner) }, PhantomData)
     }
 }

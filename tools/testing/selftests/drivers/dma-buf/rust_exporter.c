@@ -469,7 +469,7 @@ TEST_F(exporter, export_fails_cleanly)
 	if (nthfd < 0 || fault_attr("failslab", "ignore-gfp-wait", "N") ||
 	    fault_attr("fail_page_alloc", "ignore-gfp-wait", "N") ||
 	    fault_attr("fail_page_alloc", "min-order", "0"))
-		SKIP(return, "no fault injection (CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC, CONFIG_FAULT_INJECTION_DEBUG_FS)");
+		SKIP(return, "no FAILSLAB, FAIL_PAGE_ALLOC or FAULT_INJECTION_DEBUG_FS");
 	fault_attr("failslab", "verbose", "0");
 	fault_attr("fail_page_alloc", "verbose", "0");
 	before = nr_fds();
