@@ -151,14 +151,17 @@ impl PalExport {
     /// BAR, [`EOPNOTSUPP`] if the device has no P2P provider for the BAR (P2P DMA is not
     /// configured, or the driver did not set it up with `pcim_p2pdma_init()`).
     ///
-    /// The exporter must invalidate the mappings of its buffers and wait for the lists to come
-    /// back before the driver lets go of the device: the provider is released with the binding.
+    /// # Safety
+    ///
+    /// The exporter invalidates the mappings of its buffer and waits until every list it handed
+    /// out came back before the driver lets go of the device: the provider is released with the
+    /// binding, and the BAR may belong to another driver afterwards.
     #[cfg(CONFIG_PCI)]
-    pub fn from_bar_ranges(ranges: &[crate::pci::BarRange<'_>]) -> Result<Self> {
+    pub unsafe fn from_bar_ranges(ranges: &[crate::pci::BarRange<'_>]) -> Result<Self> {
         let (provider, phys) = bar_phys(ranges)?;
         // SAFETY: By `bar_phys`, every range is MMIO within one BAR of a device bound to the
-        // caller, and `provider` is the provider of that BAR, which lives as long as the binding;
-        // the exporter tears the lists down before unbinding, as documented.
+        // caller and `provider` is the provider of that BAR; the caller guarantees that the list
+        // comes back before the device is let go of, which keeps both valid meanwhile.
         unsafe { Self::new(provider, &phys) }
     }
 
@@ -212,8 +215,8 @@ pub(crate) fn bar_phys<'a>(
     let provider = bar_provider(dev, bar)?;
     let mut phys = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
     for r in ranges {
-        // CAST: A range is within a BAR mapped by the CPU, so its length fits a `usize`.
-        phys.push(PhysRange::new(r.start(), r.len() as usize), GFP_KERNEL)?;
+        let len = usize::try_from(r.len()).map_err(|_| EOVERFLOW)?;
+        phys.push(PhysRange::new(r.start(), len), GFP_KERNEL)?;
     }
     Ok((provider, phys))
 }
@@ -226,7 +229,15 @@ fn bar_provider<'a>(
 ) -> Result<&'a P2pProvider> {
     #[cfg(CONFIG_PCI_P2PDMA)]
     {
-        // SAFETY: `dev` is a valid PCI device, bound; `pcim_p2pdma_provider()` checks `bar`.
+        // `pcim_p2pdma_provider()` WARNs on a device whose driver did not call
+        // `pcim_p2pdma_init()`: answer for it first.
+        // SAFETY: `dev` is a valid PCI device; a racy test for NULL of an RCU pointer that only
+        // its driver sets (once, at probe) is enough here.
+        if unsafe { core::ptr::read_volatile(&raw const (*dev.as_raw()).p2pdma) }.is_null() {
+            return Err(EOPNOTSUPP);
+        }
+        // SAFETY: `dev` is a valid PCI device, bound, with P2P DMA set up; `bar` is a standard
+        // BAR (`bar_phys` takes it from a `BarRange`), which the provider array covers.
         let p = unsafe { bindings::pcim_p2pdma_provider(dev.as_raw(), bar.try_into()?) };
         if p.is_null() {
             return Err(EOPNOTSUPP);

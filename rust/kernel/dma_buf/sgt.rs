@@ -296,23 +296,33 @@ impl<'a> SgtExport<'a> {
     /// the importer's DMA device of `attach` with `dma_buf_phys_vec_to_sgt()`: peer-to-peer,
     /// through the host bridge or directly, as the PCI topology allows.
     ///
-    /// Call it from [`Exporter::map_sgt`](super::Exporter::map_sgt), with the reservation lock
-    /// held. The ranges, in order, must cover the buffer exactly. Returns [`EINVAL`] if `attach`
-    /// is not of the SGT type, `dir` is [`DataDirection::None`], the ranges are not all of one
-    /// device and BAR or not the size of the buffer; [`EOPNOTSUPP`] if the device has no P2P
-    /// provider for the BAR; else the error of the mapping ([`EINVAL`] if the importer's device
-    /// cannot reach the BAR).
+    /// The ranges, in order, must cover the buffer exactly. Returns [`EINVAL`] if `attach` is
+    /// not of the SGT type, `dir` is [`DataDirection::None`], the ranges are not all of one
+    /// device and BAR or not the size of the buffer; [`EOPNOTSUPP`] if the importer did not
+    /// accept peer-to-peer addresses (the table has no pages) or the device has no P2P provider
+    /// for the BAR; else the error of the mapping ([`EINVAL`] if the importer's device cannot
+    /// reach the BAR).
     ///
-    /// As with `PalExport::from_bar_ranges`, the exporter must invalidate its mappings before
-    /// the PCI device is unbound.
+    /// # Safety
+    ///
+    /// - The reservation lock of the buffer is held, as in
+    ///   [`Exporter::map_sgt`](super::Exporter::map_sgt), and is held again when the table is
+    ///   dropped (the core unmaps with it held).
+    /// - The exporter invalidates the mappings of its buffer and waits until every table came
+    ///   back before the driver lets go of the device.
     #[cfg(CONFIG_PCI)]
-    pub fn from_bar_ranges<T: Exporter>(
+    pub unsafe fn from_bar_ranges<T: Exporter>(
         attach: &'a ExporterAttachment<T>,
         ranges: &[crate::pci::BarRange<'_>],
         dir: DataDirection,
     ) -> Result<Self> {
         if !attach.is_type::<Sgt>() || dir == DataDirection::None {
             return Err(EINVAL);
+        }
+        // The entries have DMA addresses only: importers that did not say they take
+        // peer-to-peer addresses may look for pages.
+        if !attach.peer2peer() {
+            return Err(EOPNOTSUPP);
         }
         let (provider, mut phys) = super::pal::bar_phys(ranges)?;
         let size = phys
@@ -322,9 +332,10 @@ impl<'a> SgtExport<'a> {
         if size != attach.buf().size() {
             return Err(EINVAL);
         }
-        // SAFETY: `attach` is a valid SGT attachment for `'a`; `provider` and `phys` describe
-        // MMIO of one BAR of a bound device (see `bar_phys`), `size` is their sum; the function
-        // copies what it needs. `PhysRange` is `repr(transparent)` over `struct phys_vec`.
+        // SAFETY: `attach` is a valid SGT attachment for `'a`, and the caller holds the
+        // reservation lock; `provider` and `phys` describe MMIO of one BAR of a bound device (see
+        // `bar_phys`), `size` is their sum; the function copies what it needs. `PhysRange` is
+        // `repr(transparent)` over `struct phys_vec`.
         let sgt = unsafe {
             bindings::dma_buf_phys_vec_to_sgt(
                 attach.as_raw(),

@@ -18,6 +18,8 @@
 //!
 //! Mappings filled by faults are torn down by zapping their page table entries, for example with
 //! [`AddressSpace::unmap_range`] over a file's mapping, after which new accesses fault again.
+//!
+//! [`VmaNew::set_ops`]: crate::mm::virt::VmaNew::set_ops
 
 use crate::{
     bindings,
@@ -251,6 +253,8 @@ impl<'a> VmFault<'a> {
     /// `range` and its page frame is aligned to its size, else returns
     /// [`VmFaultReason::FALLBACK`]. Returns [`VmFaultReason::SIGBUS`] if the faulting page is not
     /// in `range`, or if the VMA was not set up with [`VmaNew::set_io_pfnmap`].
+    ///
+    /// [`VmaNew::set_io_pfnmap`]: crate::mm::virt::VmaNew::set_io_pfnmap
     pub fn insert_io(&mut self, range: &IoPfnRange<'_>, pgoff: usize) -> VmFaultReason {
         let vma = self.vma();
         let vflags = vma.flags();
@@ -303,6 +307,8 @@ pub(crate) fn is_cow(vflags: vm_flags_t) -> bool {
 ///
 /// Implemented on the data the VMAs share, installed with [`VmaNew::set_ops`]. Every VMA holds a
 /// reference on the data: copies of it (split, `mremap()`, `fork()`) take one, closing drops it.
+///
+/// [`VmaNew::set_ops`]: crate::mm::virt::VmaNew::set_ops
 #[vtable]
 pub trait VmOperations: Send + Sync + Sized + 'static {
     /// Handles a fault of one page.
@@ -408,7 +414,8 @@ impl<T: VmOperations> VmOpsTable<T> {
         if T::HAS_CLOSE {
             // SAFETY: The VMA still holds its reference on the data.
             let data = unsafe { Self::data(vma) };
-            // SAFETY: Closing runs under the mmap write lock, or on an mm nobody else uses.
+            // SAFETY: Closing runs with the mmap lock held (for reading, after `munmap()`
+            // downgrades it), or on an mm nobody else uses: enough for `VmaRef`.
             T::close(data, unsafe { VmaRef::from_raw(vma) });
         }
         // SAFETY: The reference of this VMA, taken by `set_ops` or `open`, is dropped once, here.
@@ -438,26 +445,43 @@ impl AddressSpace {
     }
 
     /// Zaps the page table entries of every mapping of the `len` bytes from byte `start` of the
-    /// file, in every process (`len == 0`: to the end of the file), private copies included.
+    /// file, in every process, private copies included. Nothing if `len` is zero.
     ///
     /// Later accesses fault again.
     pub fn unmap_range(&self, start: u64, len: u64) {
-        // `unmap_mapping_range()` takes signed offsets; clamp rather than wrap.
+        if len == 0 {
+            return;
+        }
+        // `unmap_mapping_range()` takes signed offsets, and a length of 0 means "to the end":
+        // clamp rather than wrap.
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         // SAFETY: By the type invariants, the address space is valid.
         unsafe { bindings::unmap_mapping_range(self.0.get(), clamp(start), clamp(len), 1) };
     }
+
+    /// Zaps the page table entries of every mapping of the file, in every process, private
+    /// copies included.
+    ///
+    /// Later accesses fault again.
+    pub fn unmap_all(&self) {
+        // SAFETY: By the type invariants, the address space is valid; a length of 0 is the whole
+        // file.
+        unsafe { bindings::unmap_mapping_range(self.0.get(), 0, 0, 1) };
+    }
 }
 
-#[cfg(CONFIG_PCI)]
+#[cfg(all(CONFIG_PCI, CONFIG_KUNIT = "y"))]
 mod kunit;
 
 #[kunit_tests(rust_mm_fault)]
 mod tests {
     use super::*;
 
-    const PMD: u32 = 9;
+    /// The orders of 2 MiB and 1 GiB entries: the rules do not depend on the page size.
+    const PMD: u32 = 21 - PAGE_SHIFT as u32;
+    const PUD: u32 = 30 - PAGE_SHIFT as u32;
     const MIB: usize = 1 << 20;
+    const MIB_PAGES: usize = MIB / PAGE_SIZE;
 
     fn span(start: usize, len: usize, pgoff: usize) -> VmaSpan {
         VmaSpan {
@@ -471,22 +495,22 @@ mod tests {
     #[test]
     fn huge_where_aligned() {
         let vma = span(0x4000_0000, 8 * MIB, 0);
-        // 8 MiB of page frames from 0x80000 (2 MiB aligned), mapped from file page 0.
-        let pfn = 0x80000;
+        // 8 MiB of page frames from 16 * MIB_PAGES (2 MiB aligned), mapped from file page 0.
+        let pfn = 16 * MIB_PAGES;
         let pages = 8 * MIB / PAGE_SIZE;
         let at = 0x4000_0000 + 3 * MIB + 5 * PAGE_SIZE;
         assert_eq!(
             place(PMD, at, vma, 0, pfn, pages),
             Placement::Map {
                 addr: 0x4000_0000 + 2 * MIB,
-                pfn: pfn + 512
+                pfn: pfn + 2 * MIB_PAGES
             }
         );
         assert_eq!(
             place(0, at, vma, 0, pfn, pages),
             Placement::Map {
                 addr: at,
-                pfn: pfn + 3 * 256 + 5
+                pfn: pfn + 3 * MIB_PAGES + 5
             }
         );
     }
@@ -496,49 +520,56 @@ mod tests {
     fn fallbacks() {
         let pages = 8 * MIB / PAGE_SIZE;
         // VMA at a 4 KiB aligned address: the 2 MiB entry would start before it.
-        let vma = span(0x4000_1000, 8 * MIB, 0);
+        let vma = span(0x4000_0000 + PAGE_SIZE, 8 * MIB, 0);
         assert_eq!(
-            place(PMD, 0x4000_1000, vma, 0, 0x80000, pages),
+            place(PMD, 0x4000_0000 + PAGE_SIZE, vma, 0, 16 * MIB_PAGES, pages),
             Placement::Fallback
         );
         // Aligned address, but the VMA ends within the entry.
         let vma = span(0x4000_0000, MIB, 0);
         assert_eq!(
-            place(PMD, 0x4000_0000, vma, 0, 0x80000, pages),
+            place(PMD, 0x4000_0000, vma, 0, 16 * MIB_PAGES, pages),
             Placement::Fallback
         );
         // Aligned address and VMA, but the page frame is not 2 MiB aligned.
         let vma = span(0x4000_0000, 8 * MIB, 0);
         assert_eq!(
-            place(PMD, 0x4000_0000, vma, 0, 0x80001, pages),
+            place(PMD, 0x4000_0000, vma, 0, 16 * MIB_PAGES + 1, pages),
             Placement::Fallback
         );
         // The range is shorter than the entry.
         assert_eq!(
-            place(PMD, 0x4000_0000, vma, 0, 0x80000, 256),
+            place(PMD, 0x4000_0000, vma, 0, 16 * MIB_PAGES, MIB_PAGES),
             Placement::Fallback
         );
         // The range starts after the entry does (a second range at file page 256).
         assert_eq!(
-            place(PMD, 0x4000_0000 + MIB, vma, 256, 0x80000, pages),
+            place(
+                PMD,
+                0x4000_0000 + MIB,
+                vma,
+                MIB_PAGES,
+                16 * MIB_PAGES,
+                pages
+            ),
             Placement::Fallback
         );
         // The same faults as single pages map.
         assert_eq!(
-            place(0, 0x4000_0000 + MIB, vma, 256, 0x80000, pages),
+            place(0, 0x4000_0000 + MIB, vma, MIB_PAGES, 16 * MIB_PAGES, pages),
             Placement::Map {
                 addr: 0x4000_0000 + MIB,
-                pfn: 0x80000
+                pfn: 16 * MIB_PAGES
             }
         );
         // A PUD entry does not fit an 8 MiB VMA.
         assert_eq!(
-            place(18, 0x4000_0000, vma, 0, 0x80000, pages),
+            place(PUD, 0x4000_0000, vma, 0, 16 * MIB_PAGES, pages),
             Placement::Fallback
         );
         // An order that does not fit a word.
         assert_eq!(
-            place(70, 0x4000_0000, vma, 0, 0x80000, pages),
+            place(70, 0x4000_0000, vma, 0, 16 * MIB_PAGES, pages),
             Placement::Fallback
         );
     }
@@ -546,14 +577,14 @@ mod tests {
     /// The VMA's file offset and the range's file offset both shift the page frame.
     #[test]
     fn offsets() {
-        // The VMA maps from file page 512 (2 MiB) on; the range covers file pages 256.. from
-        // page frame 0x100.
-        let vma = span(0x4000_0000, 4 * MIB, 512);
+        // The VMA maps from file offset 2 MiB on; the range covers the file from 1 MiB on, from
+        // the page frame at 1 MiB: offset 2 MiB is the page frame at 2 MiB, aligned.
+        let vma = span(0x4000_0000, 4 * MIB, 2 * MIB_PAGES);
         assert_eq!(
-            place(PMD, 0x4000_0000, vma, 256, 0x100, 4096),
+            place(PMD, 0x4000_0000, vma, MIB_PAGES, MIB_PAGES, 8 * MIB_PAGES),
             Placement::Map {
                 addr: 0x4000_0000,
-                pfn: 0x200
+                pfn: 2 * MIB_PAGES
             }
         );
     }
@@ -564,27 +595,41 @@ mod tests {
         let vma = span(0x4000_0000, 8 * MIB, 0);
         // Before the range (it starts at file page 16).
         assert_eq!(
-            place(0, 0x4000_0000, vma, 16, 0x80000, 16),
+            place(0, 0x4000_0000, vma, 16, 16 * MIB_PAGES, 16),
             Placement::SigBus
         );
         assert_eq!(
-            place(PMD, 0x4000_0000, vma, 16, 0x80000, 16),
+            place(PMD, 0x4000_0000, vma, 16, 16 * MIB_PAGES, 16),
             Placement::SigBus
         );
         // Past its end.
         assert_eq!(
-            place(0, 0x4000_0000 + 32 * PAGE_SIZE, vma, 16, 0x80000, 16),
+            place(0, 0x4000_0000 + 32 * PAGE_SIZE, vma, 16, 16 * MIB_PAGES, 16),
             Placement::SigBus
         );
         // Outside the VMA.
         assert_eq!(
-            place(0, 0x4000_0000 + 8 * MIB, vma, 0, 0x80000, 4096),
+            place(
+                0,
+                0x4000_0000 + 8 * MIB,
+                vma,
+                0,
+                16 * MIB_PAGES,
+                8 * MIB_PAGES
+            ),
             Placement::SigBus
         );
         // A file offset that wraps.
         let vma = span(0x4000_0000, 8 * MIB, usize::MAX);
         assert_eq!(
-            place(0, 0x4000_0000 + PAGE_SIZE, vma, 0, 0x80000, 4096),
+            place(
+                0,
+                0x4000_0000 + PAGE_SIZE,
+                vma,
+                0,
+                16 * MIB_PAGES,
+                8 * MIB_PAGES
+            ),
             Placement::SigBus
         );
     }

@@ -14,16 +14,15 @@ use crate::{
 /// A page-aligned range of a memory BAR of a bound PCI device.
 ///
 /// Made by [`Device::bar_range`], which checks it against the BAR's resource. The memory is MMIO
-/// of the device, never RAM, so it may be mapped into user space ([`BarRange::pfn_range`]) and
-/// handed to importers of a dma-buf as a physical address list.
-///
-/// Whoever maps it, to user space or for another device, must take those mappings down before
-/// the driver lets go of the device (for example, zap and invalidate in its unbind path): after
-/// that, the BAR may belong to another driver.
+/// of the device, never RAM. Mapping it into user space ([`BarRange::pfn_range`]) or handing it
+/// to other devices (dma-buf exports) is `unsafe`: those mappings must be taken down before the
+/// driver lets go of the device, after which the BAR may belong to another driver, and nothing in
+/// the type enforces that yet.
 ///
 /// # Invariants
 ///
-/// `start..start + len` lies within BAR `bar` of `dev`, an `IORESOURCE_MEM` resource; `start` and
+/// `start..start + len` lies within BAR `bar` of `dev`, an `IORESOURCE_MEM` resource that the PCI
+/// core assigned (in the resource tree, neither unset nor disabled); `start` and
 /// `len` are multiples of `PAGE_SIZE`, and `len` is not zero.
 #[derive(Clone, Copy)]
 pub struct BarRange<'a> {
@@ -65,24 +64,31 @@ impl<'a> BarRange<'a> {
     }
 
     /// Returns the page frames of the range, to map into user space from a fault handler.
-    pub fn pfn_range(&self) -> IoPfnRange<'a> {
-        // CAST: Both fit a `usize`: they are within a resource, whose ends are
-        // `resource_size_t`, which is no wider than `usize` on the architectures with PCI BARs
-        // that `VM_PFNMAP` can map.
-        let (pfn, pages) = (
-            (self.start >> PAGE_SHIFT) as usize,
-            (self.len >> PAGE_SHIFT) as usize,
-        );
-        // SAFETY: By the type invariants, the page frames are within a memory BAR of `dev`: MMIO,
-        // not RAM, of a device bound for `'a`.
-        unsafe { IoPfnRange::new(pfn, pages) }
+    ///
+    /// Returns [`EOVERFLOW`] if they do not fit a `usize` (a 32-bit kernel with 64-bit BARs).
+    ///
+    /// # Safety
+    ///
+    /// Every page table entry [`VmFault::insert_io`] makes from the returned range is zapped
+    /// before the driver lets go of the device (its `unbind`/`remove` returns): after that, the
+    /// BAR may belong to another driver, or move.
+    ///
+    /// [`VmFault::insert_io`]: crate::mm::fault::VmFault::insert_io
+    pub unsafe fn pfn_range(&self) -> Result<IoPfnRange<'a>> {
+        let pfn = usize::try_from(self.start >> PAGE_SHIFT).map_err(|_| EOVERFLOW)?;
+        let pages = usize::try_from(self.len >> PAGE_SHIFT).map_err(|_| EOVERFLOW)?;
+        // SAFETY: By the type invariants, the page frames are within a memory BAR of `dev` that
+        // the PCI core assigned: MMIO, not RAM. The caller zaps what is inserted from them before
+        // letting go of the device.
+        Ok(unsafe { IoPfnRange::new(pfn, pages) })
     }
 }
 
 impl Device<device::Bound> {
     /// Returns the `len` bytes at `offset` of the memory BAR `bar`.
     ///
-    /// Returns [`EINVAL`] if `bar` is not a standard BAR (0 to 5) or not a memory BAR, if `offset`
+    /// Returns [`EINVAL`] if `bar` is not a standard BAR (0 to 5) or not a memory BAR that the
+    /// PCI core assigned (in the resource tree, not unset or disabled), if `offset`
     /// or `len` is not a multiple of the page size or `len` is zero, if the BAR does not start
     /// at a page boundary, or if the range does not lie within the BAR; [`EOVERFLOW`] if
     /// `offset + len` wraps.
@@ -91,9 +97,18 @@ impl Device<device::Bound> {
             return Err(EINVAL);
         }
         // SAFETY: `bar` is a standard BAR index; `self.as_raw()` is a valid `struct pci_dev`.
-        let flags = unsafe { bindings::pci_resource_flags(self.as_raw(), bar.try_into()?) };
-        // CAST: The flag is a `u32` constant; resource flags are an `unsigned long`.
-        if flags & bindings::IORESOURCE_MEM as c_ulong == 0 {
+        let (flags, parent) = unsafe {
+            let res = &raw const (*self.as_raw()).resource[bar as usize];
+            ((*res).flags, (*res).parent)
+        };
+        // CAST: The flags are `u32` constants; resource flags are an `unsigned long`.
+        let (mem, unusable) = (
+            bindings::IORESOURCE_MEM as c_ulong,
+            (bindings::IORESOURCE_UNSET | bindings::IORESOURCE_DISABLED) as c_ulong,
+        );
+        // Only a BAR the PCI core placed in the resource tree is known not to overlap RAM: a
+        // conflicting one keeps its firmware address but is left unset and without a parent.
+        if flags & mem == 0 || flags & unusable != 0 || parent.is_null() {
             return Err(EINVAL);
         }
         let page = PAGE_SIZE as u64;

@@ -415,6 +415,8 @@ mod tests {
         #[pin]
         sem: RwSem<u32>,
         #[pin]
+        started: Completion,
+        #[pin]
         done: Completion,
         seen: Atomic<u32>,
     }
@@ -425,6 +427,7 @@ mod tests {
         let shared = Arc::pin_init(
             pin_init!(Shared {
                 sem <- new_rwsem!(1),
+                started <- Completion::new(),
                 done <- Completion::new(),
                 seen: Atomic::new(0),
             }),
@@ -433,12 +436,15 @@ mod tests {
         let mut w = shared.sem.write();
         let other = shared.clone();
         workqueue::system().try_spawn(GFP_KERNEL, move || {
+            other.started.complete_all();
             let r = other.sem.read();
             other.seen.store(*r, Relaxed);
             drop(r);
             other.done.complete_all();
         })?;
-        // Long enough for the work to run, were it not blocked.
+        // The work runs and is about to take the semaphore: give it long enough to get it, were
+        // it not blocked.
+        shared.started.wait_for_completion();
         fsleep(Delta::from_millis(50));
         let early = shared.seen.load(Relaxed);
         *w = 2;

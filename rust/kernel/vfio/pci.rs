@@ -56,8 +56,9 @@ impl CoreDevice {
     /// Returns the PCI device.
     #[inline]
     pub fn pci_dev(&self) -> &pci::Device {
-        // SAFETY: By the type invariants, `pdev` is set; the vfio device is a child of the PCI
-        // device, which it keeps alive as long as it exists.
+        // SAFETY: By the type invariants, `pdev` is set: the PCI device the core device was made
+        // for, which its driver's `remove()` releases the core device for, so that the PCI device
+        // (whose driver data it is) outlives it.
         unsafe { &*(*self.as_raw()).pdev.cast() }
     }
 
@@ -203,7 +204,7 @@ impl Drop for Registration {
 }
 
 /// What the KUnit tests share: QEMU's edu device, bound to vfio-pci at boot.
-#[cfg(CONFIG_KUNIT)]
+#[cfg(CONFIG_KUNIT = "y")]
 mod test_support {
     use super::*;
     use crate::{c_str, str::CStr};
@@ -341,7 +342,7 @@ mod tests {
 
 /// Checked BAR ranges of a vfio-pci device, exported as physical address lists and as
 /// scatter-gather tables mapped for a peer.
-#[cfg(CONFIG_DMA_SHARED_BUFFER)]
+#[cfg(all(CONFIG_DMA_SHARED_BUFFER, CONFIG_PCI_P2PDMA))]
 #[kunit_tests(rust_vfio_pci_bar_export)]
 mod bar_export_tests {
     use super::test_support::*;
@@ -383,7 +384,8 @@ mod bar_export_tests {
             // edu has no BAR 1, and 6 is no standard BAR.
             reg.bar_range(1, 0, P).err(),
             reg.bar_range(6, 0, P).err(),
-            PalExport::from_bar_ranges(&[]).err(),
+            // SAFETY: Nothing is exported: the call fails.
+            unsafe { PalExport::from_bar_ranges(&[]) }.err(),
         ];
         let whole = reg.bar_range(0, 0, len).map(|r| (r.len(), r.is_empty()));
 
@@ -414,7 +416,8 @@ mod bar_export_tests {
         };
         let reg = edu.vdev().try_get_registration().ok_or(ENODEV)?;
         let start = reg.pci_dev().resource_start(0)?;
-        let raw = PalExport::from_bar_ranges(&slices(&reg)?)?.into_raw();
+        // SAFETY: The list is freed below, before `reg` lets go of the device.
+        let raw = unsafe { PalExport::from_bar_ranges(&slices(&reg)?) }?.into_raw();
         // SAFETY: `raw` is a list just built, with its ranges; it is freed below.
         let (provider, ranges) = unsafe {
             let r = (&raw const (*raw).ranges).cast::<bindings::phys_vec>();
@@ -454,7 +457,9 @@ mod bar_export_tests {
             attach: &'a ExporterAttachment<Self>,
             dir: DataDirection,
         ) -> Result<SgtExport<'a>> {
-            SgtExport::from_bar_ranges(attach, &slices(&this.reg)?, dir)
+            // SAFETY: `map_sgt` runs with the reservation lock held. The buffer holds the
+            // registration until it is released, after its last table came back.
+            unsafe { SgtExport::from_bar_ranges(attach, &slices(&this.reg)?, dir) }
         }
     }
 
