@@ -255,22 +255,6 @@ mod test_support {
             unsafe { bindings::pci_dev_put(self.0) };
         }
     }
-
-    pub(super) fn skip(reason: &'static CStr) {
-        // SAFETY: Called from a KUnit test, whose `struct kunit` outlives it.
-        unsafe {
-            let test = bindings::kunit_get_current_test();
-            if !test.is_null() {
-                (*test).status = bindings::kunit_status_KUNIT_SKIPPED;
-                let comment = &mut (*test).status_comment;
-                let n = reason.to_bytes().len().min(comment.len() - 1);
-                for (dst, src) in comment.iter_mut().zip(&reason.to_bytes()[..n]) {
-                    *dst = *src as crate::ffi::c_char;
-                }
-                comment[n] = 0;
-            }
-        }
-    }
 }
 
 #[kunit_tests(rust_vfio_pci)]
@@ -278,6 +262,7 @@ mod tests {
     use super::test_support::*;
     use super::*;
     use crate::c_str;
+    use crate::kunit::skip;
 
     /// A registration counts as one and keeps the PCI device it points to.
     #[test]
@@ -347,6 +332,7 @@ mod tests {
 mod bar_export_tests {
     use super::test_support::*;
     use super::*;
+    use crate::kunit::skip;
     use crate::{
         c_str,
         dma::DataDirection,

@@ -12,6 +12,7 @@ use super::*;
 use crate::{
     c_str, current,
     error::{from_err_ptr, to_result},
+    kunit::skip,
     mm::virt::VmaNew,
     sync::atomic::{Atomic, Relaxed},
     uaccess::{UserPtr, UserSlice},
@@ -251,24 +252,6 @@ impl Drop for Fixture {
         }
         // SAFETY: The reference of `pci_get_device()` in `new`.
         unsafe { bindings::pci_dev_put(self.pdev) };
-    }
-}
-
-/// Marks the current test skipped.
-fn skip(reason: &'static CStr) {
-    // SAFETY: Called from a KUnit test, whose `struct kunit` outlives it; the reason is static.
-    unsafe {
-        let test = bindings::kunit_get_current_test();
-        if !test.is_null() {
-            (*test).status = bindings::kunit_status_KUNIT_SKIPPED;
-            let comment = &mut (*test).status_comment;
-            let reason = reason.to_bytes();
-            let n = reason.len().min(comment.len() - 1);
-            for (dst, src) in comment.iter_mut().zip(&reason[..n]) {
-                *dst = *src as crate::ffi::c_char;
-            }
-            comment[n] = 0;
-        }
     }
 }
 
