@@ -308,6 +308,7 @@ unsafe impl ResvOwner for ARef<DmaBuf> {
 #[derive(Default)]
 pub struct ExportOptions {
     read_only: bool,
+    flags: Option<u32>,
     resv: Option<KBox<dyn ResvOwner>>,
 }
 
@@ -320,6 +321,14 @@ impl ExportOptions {
     /// Opens the buffer's file read-only: user space can only map it for reading.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// Opens the buffer's file with `flags`, as `open()` takes them (`O_RDWR` or `O_RDONLY`, and
+    /// more), for exporters whose user space passes them on; this overrides
+    /// [`ExportOptions::read_only`].
+    pub fn open_flags(mut self, flags: u32) -> Self {
+        self.flags = Some(flags);
         self
     }
 
@@ -522,6 +531,15 @@ impl<T: Exporter> WeakDmaBuf<T> {
         Some(unsafe { ARef::from_raw(got.cast()) })
     }
 
+    /// Returns whether `file` is the file of the buffer of this handle, while it is in use.
+    pub(crate) fn has_file(&self, file: *const bindings::file) -> bool {
+        let slot = self.slot.buf.lock();
+        // SAFETY: By the type invariants of `WeakSlot`, the buffer is not freed while the lock is
+        // held and the slot points to it; its `file` is set at the export and never changes.
+        slot.as_ref()
+            .is_some_and(|raw| core::ptr::eq(unsafe { (*raw.0.as_ptr()).file }, file))
+    }
+
     /// Returns whether `buf` is the buffer of this handle.
     pub fn is(&self, buf: &DmaBuf) -> bool {
         let slot = self.slot.buf.lock();
@@ -570,10 +588,10 @@ impl DmaBuf {
         )?;
         let weak = export_priv.weak.clone();
         let priv_ = KBox::into_raw(export_priv);
-        let flags = if opts.read_only {
-            file::flags::O_RDONLY
-        } else {
-            file::flags::O_RDWR
+        let flags = match (opts.flags, opts.read_only) {
+            (Some(flags), _) => flags,
+            (None, true) => file::flags::O_RDONLY,
+            (None, false) => file::flags::O_RDWR,
         };
         let info = bindings::dma_buf_export_info {
             exp_name: <T::OwnerModule as ModuleMetadata>::NAME.as_char_ptr(),

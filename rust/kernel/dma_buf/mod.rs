@@ -18,6 +18,9 @@
 //! - The mapping types [`Sgt`] (a DMA-mapped scatter-gather table, [`SgtMapping`],
 //!   [`SgtExport`]) and [`Pal`] (the physical address list, [`PalExport`]; exporters only: the C
 //!   core hands physical addresses to iommufd alone).
+//! - `BarMemory` (with `CONFIG_PCI`): memory of a PCI BAR that a buffer serves to user space
+//!   mappings and importers, and takes back from all of them before the driver lets go of the
+//!   device.
 //!
 //! Modules using these abstractions import the `DMA_BUF` symbol namespace
 //! (`imports_ns: ["DMA_BUF"]` in `module!`): the generic code they instantiate calls the C core's
@@ -27,16 +30,21 @@
 //! [`Documentation/driver-api/dma-buf.rst`](srctree/Documentation/driver-api/dma-buf.rst).
 
 mod attachment;
+#[cfg(CONFIG_PCI)]
+mod bar;
 mod buf;
 mod exporter;
 #[cfg(CONFIG_RUST_DMA_BUF_KUNIT_TEST)]
 mod kunit;
+mod lease;
 mod mapping;
 mod pal;
 mod resv;
 mod sgt;
 
 pub use self::attachment::{Attachment, Importer, Invalidation, Pinned};
+#[cfg(CONFIG_PCI)]
+pub use self::bar::{BarMemory, BarMemoryInit, BarSlice, Revocation};
 pub use self::buf::DmaBuf;
 pub use self::exporter::{
     AttachDataRef, DataRef, ExportOptions, Exported, Exporter, ExporterAttachment, ResvOwner,

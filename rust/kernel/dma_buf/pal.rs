@@ -16,8 +16,15 @@
 //!
 //! [`Exporter::map_pal`]: super::Exporter::map_pal
 
-use crate::{bindings, io::PhysAddr, prelude::*, types::Opaque};
-use core::ptr::NonNull;
+use super::lease::Lease;
+use crate::{
+    alloc::{allocator::KVmalloc, Allocator, NumaNode},
+    bindings,
+    io::PhysAddr,
+    prelude::*,
+    types::Opaque,
+};
+use core::{alloc::Layout, ptr::NonNull};
 
 /// A peer-to-peer DMA provider: the PCI device whose MMIO a physical address list points into.
 ///
@@ -96,6 +103,24 @@ impl PhysRange {
     }
 }
 
+/// The allocation of a [`PalExport`]: the C list, with what the exporter keeps until it comes
+/// back in front of it.
+#[repr(C)]
+struct PalAlloc {
+    lease: Option<Lease>,
+    // Last: `struct dma_buf_phys_list` ends in its flexible array of ranges.
+    list: bindings::dma_buf_phys_list,
+}
+
+impl PalAlloc {
+    /// Returns the layout of an allocation with `nr_ranges` ranges.
+    fn layout(nr_ranges: usize) -> Result<Layout> {
+        let ranges = Layout::array::<bindings::phys_vec>(nr_ranges).map_err(|_| ENOMEM)?;
+        let (layout, _) = Layout::new::<Self>().extend(ranges).map_err(|_| ENOMEM)?;
+        Ok(layout.pad_to_align())
+    }
+}
+
 /// A physical address list an exporter hands out for a PAL attachment.
 ///
 /// Returned from [`Exporter::map_pal`](super::Exporter::map_pal); freed when the importer gives
@@ -103,12 +128,14 @@ impl PhysRange {
 ///
 /// # Invariants
 ///
-/// `phys` was allocated by `dma_buf_phys_list_alloc()` and is owned by this value.
+/// `alloc` was allocated with [`KVmalloc`] with the layout [`PalAlloc::layout`] of
+/// `list.nr_ranges`, is initialised (the `struct phys_vec` ranges follow `list`) and is owned by
+/// this value.
 pub struct PalExport {
-    phys: NonNull<bindings::dma_buf_phys_list>,
+    alloc: NonNull<PalAlloc>,
 }
 
-// SAFETY: The list is plain data owned by this value.
+// SAFETY: The list is plain data owned by this value; the lease may be dropped by any task.
 unsafe impl Send for PalExport {}
 
 // SAFETY: `PalExport` has no interior mutability.
@@ -127,25 +154,45 @@ impl PalExport {
     ///   [`Exported::invalidate_mappings`](super::Exported::invalidate_mappings) and waits until
     ///   every list it handed out is dropped.
     pub unsafe fn new(provider: &P2pProvider, ranges: &[PhysRange]) -> Result<Self> {
+        // SAFETY: As for this function.
+        unsafe { Self::with_lease(provider, ranges, None) }
+    }
+
+    /// Builds the list of `ranges` of `provider`, which drops `lease` when it is dropped.
+    ///
+    /// # Safety
+    ///
+    /// As for [`PalExport::new`].
+    pub(crate) unsafe fn with_lease(
+        provider: &P2pProvider,
+        ranges: &[PhysRange],
+        lease: Option<Lease>,
+    ) -> Result<Self> {
         if ranges.is_empty() {
             return Err(EINVAL);
         }
-        // SAFETY: `dma_buf_phys_list_alloc()` accepts any non-zero number of ranges.
-        let phys = unsafe { bindings::dma_buf_phys_list_alloc(ranges.len()) };
-        let phys = NonNull::new(phys).ok_or(ENOMEM)?;
-        let raw = phys.as_ptr();
-        // SAFETY: `raw` is a new list with room for `ranges.len()` ranges, exclusively ours.
+        let layout = PalAlloc::layout(ranges.len())?;
+        let alloc = KVmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)?.cast::<PalAlloc>();
+        let raw = alloc.as_ptr();
+        // SAFETY: `raw` is a new allocation of `layout`, exclusively ours: room for the header and
+        // `ranges.len()` ranges after it. `PhysRange` is `repr(transparent)` over
+        // `struct phys_vec`.
         unsafe {
-            (*raw).provider = provider.as_raw();
-            let dst = (&raw mut (*raw).ranges).cast::<PhysRange>();
+            (&raw mut (*raw).lease).write(lease);
+            (&raw mut (*raw).list).write(bindings::dma_buf_phys_list {
+                provider: provider.as_raw(),
+                nr_ranges: ranges.len(),
+                ..Default::default()
+            });
+            let dst = (&raw mut (*raw).list.ranges).cast::<PhysRange>();
             core::ptr::copy_nonoverlapping(ranges.as_ptr(), dst, ranges.len());
         }
-        // INVARIANT: `phys` was allocated above and is owned by the new value.
-        Ok(Self { phys })
+        // INVARIANT: `alloc` was allocated and initialised above, and is owned by the new value.
+        Ok(Self { alloc })
     }
 
     /// Builds the list of `ranges`, slices of one memory BAR of a bound PCI device, with the
-    /// device's P2P provider for that BAR.
+    /// device's P2P provider for that BAR; the list drops `lease` when it is dropped.
     ///
     /// Returns [`EINVAL`] if `ranges` is empty or its ranges are not all of the same device and
     /// BAR, [`EOPNOTSUPP`] if the device has no P2P provider for the BAR (P2P DMA is not
@@ -155,21 +202,46 @@ impl PalExport {
     ///
     /// The exporter invalidates the mappings of its buffer and waits until every list it handed
     /// out came back before the driver lets go of the device: the provider is released with the
-    /// binding, and the BAR may belong to another driver afterwards.
+    /// binding, and the BAR may belong to another driver afterwards. Drivers use
+    /// [`BarMemory`](super::BarMemory), which does.
     #[cfg(CONFIG_PCI)]
-    pub unsafe fn from_bar_ranges(ranges: &[crate::pci::BarRange<'_>]) -> Result<Self> {
+    pub(crate) unsafe fn from_bar_ranges(
+        ranges: &[crate::pci::BarRange<'_>],
+        lease: Option<Lease>,
+    ) -> Result<Self> {
         let (provider, phys) = bar_phys(ranges)?;
         // SAFETY: By `bar_phys`, every range is MMIO within one BAR of a device bound to the
         // caller and `provider` is the provider of that BAR; the caller guarantees that the list
         // comes back before the device is let go of, which keeps both valid meanwhile.
-        unsafe { Self::new(provider, &phys) }
+        unsafe { Self::with_lease(provider, &phys, lease) }
+    }
+
+    /// Returns the P2P provider of the list.
+    pub fn provider(&self) -> &P2pProvider {
+        // SAFETY: By the type invariants, the list is initialised; its provider is valid for as
+        // long as the list exists (by the safety requirements of the constructors).
+        unsafe { P2pProvider::from_raw(self.list().provider) }
+    }
+
+    /// Returns the ranges of the list.
+    pub fn ranges(&self) -> &[PhysRange] {
+        let list = self.list();
+        // SAFETY: By the type invariants, `nr_ranges` initialised ranges follow the header.
+        // `PhysRange` is `repr(transparent)` over `struct phys_vec`.
+        unsafe { core::slice::from_raw_parts(list.ranges.as_ptr().cast(), list.nr_ranges) }
+    }
+
+    fn list(&self) -> &bindings::dma_buf_phys_list {
+        // SAFETY: By the type invariants, the allocation is initialised and ours.
+        unsafe { &(*self.alloc.as_ptr()).list }
     }
 
     /// Hands the list over to C, for `map_phys`.
     pub(crate) fn into_raw(self) -> *mut bindings::dma_buf_phys_list {
-        let phys = self.phys.as_ptr();
+        let alloc = self.alloc.as_ptr();
         core::mem::forget(self);
-        phys
+        // SAFETY: `alloc` is valid; C gets the address of the list in it.
+        unsafe { &raw mut (*alloc).list }
     }
 
     /// Takes back a list handed over by [`PalExport::into_raw`].
@@ -178,20 +250,31 @@ impl PalExport {
     ///
     /// `phys` was returned by [`PalExport::into_raw`] and is not used by C any more.
     pub(crate) unsafe fn from_raw(phys: *mut bindings::dma_buf_phys_list) -> Self {
-        // INVARIANT: By the safety requirements, `phys` is a list allocated by
-        // `dma_buf_phys_list_alloc()` whose ownership comes back here.
+        // SAFETY: By the safety requirements, `phys` is the `list` field of a `PalAlloc`.
+        let alloc = unsafe { crate::container_of!(phys, PalAlloc, list) };
+        // INVARIANT: By the safety requirements, the allocation comes back here.
         Self {
-            // SAFETY: `into_raw` returned a non-NULL pointer.
-            phys: unsafe { NonNull::new_unchecked(phys) },
+            // SAFETY: `into_raw` returned a pointer into a valid allocation.
+            alloc: unsafe { NonNull::new_unchecked(alloc) },
         }
     }
 }
 
 impl Drop for PalExport {
     fn drop(&mut self) {
-        // SAFETY: By the type invariants, the list is ours and allocated by
-        // `dma_buf_phys_list_alloc()`.
-        unsafe { bindings::dma_buf_phys_list_free(self.phys.as_ptr()) };
+        let raw = self.alloc.as_ptr();
+        // SAFETY: By the type invariants, the allocation is ours and initialised; the lease is
+        // dropped once, here, and not used afterwards.
+        let nr_ranges = unsafe {
+            core::ptr::drop_in_place(&raw mut (*raw).lease);
+            (*raw).list.nr_ranges
+        };
+        // The layout was computed for this number of ranges at the allocation, so it is `Ok`.
+        if let Ok(layout) = PalAlloc::layout(nr_ranges) {
+            // SAFETY: By the type invariants, the allocation was made by `KVmalloc` with this
+            // layout; it is freed once, here.
+            unsafe { KVmalloc::free(self.alloc.cast(), layout) };
+        }
     }
 }
 

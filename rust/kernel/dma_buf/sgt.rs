@@ -14,6 +14,8 @@
 //! [`Attachment::mapping`]: super::Attachment::mapping
 //! [`Exporter::map_sgt`]: super::Exporter::map_sgt
 
+#[cfg(CONFIG_PCI)]
+use super::lease::Lease;
 use super::{Exporter, ExporterAttachment, Sgt};
 use crate::{
     bindings,
@@ -144,6 +146,7 @@ enum Backing {
         attach: NonNull<bindings::dma_buf_attachment>,
         sgt: NonNull<bindings::sg_table>,
         dir: DataDirection,
+        _lease: Option<Lease>,
     },
 }
 
@@ -170,7 +173,9 @@ impl PinnedDrop for SgtExportInner {
                 unsafe { bindings::sg_free_table(self.table.get()) };
             }
             #[cfg(CONFIG_PCI)]
-            Backing::Phys { attach, sgt, dir } => {
+            Backing::Phys {
+                attach, sgt, dir, ..
+            } => {
                 // SAFETY: By the type invariants, `sgt` came from `dma_buf_phys_vec_to_sgt()` for
                 // `attach`, which is still attached, with `dir`; it is freed once, here. The
                 // copy in `table` owns nothing.
@@ -303,18 +308,22 @@ impl<'a> SgtExport<'a> {
     /// for the BAR; else the error of the mapping ([`EINVAL`] if the importer's device cannot
     /// reach the BAR).
     ///
+    /// Building and dropping the table assert (with lockdep) that the reservation lock of the
+    /// buffer is held, as it is in [`Exporter::map_sgt`](super::Exporter::map_sgt) and when the
+    /// core unmaps; the lock protects nothing the table shares. The table drops `lease` when it
+    /// is dropped.
+    ///
     /// # Safety
     ///
-    /// - The reservation lock of the buffer is held, as in
-    ///   [`Exporter::map_sgt`](super::Exporter::map_sgt), and is held again when the table is
-    ///   dropped (the core unmaps with it held).
-    /// - The exporter invalidates the mappings of its buffer and waits until every table came
-    ///   back before the driver lets go of the device.
+    /// The exporter invalidates the mappings of its buffer and waits until every table came back
+    /// before the driver lets go of the device. Drivers use [`BarMemory`](super::BarMemory),
+    /// which does.
     #[cfg(CONFIG_PCI)]
-    pub unsafe fn from_bar_ranges<T: Exporter>(
+    pub(crate) unsafe fn from_bar_ranges<T: Exporter>(
         attach: &'a ExporterAttachment<T>,
         ranges: &[crate::pci::BarRange<'_>],
         dir: DataDirection,
+        lease: Option<Lease>,
     ) -> Result<Self> {
         if !attach.is_type::<Sgt>() || dir == DataDirection::None {
             return Err(EINVAL);
@@ -332,10 +341,9 @@ impl<'a> SgtExport<'a> {
         if size != attach.buf().size() {
             return Err(EINVAL);
         }
-        // SAFETY: `attach` is a valid SGT attachment for `'a`, and the caller holds the
-        // reservation lock; `provider` and `phys` describe MMIO of one BAR of a bound device (see
-        // `bar_phys`), `size` is their sum; the function copies what it needs. `PhysRange` is
-        // `repr(transparent)` over `struct phys_vec`.
+        // SAFETY: `attach` is a valid SGT attachment for `'a`; `provider` and `phys` describe MMIO
+        // of one BAR of a bound device (see `bar_phys`), `size` is their sum; the function copies
+        // what it needs. `PhysRange` is `repr(transparent)` over `struct phys_vec`.
         let sgt = unsafe {
             bindings::dma_buf_phys_vec_to_sgt(
                 attach.as_raw(),
@@ -356,6 +364,7 @@ impl<'a> SgtExport<'a> {
                     attach: NonNull::new(attach.as_raw()).ok_or(EINVAL)?,
                     sgt,
                     dir,
+                    _lease: lease,
                 },
             }? Error),
             GFP_KERNEL,

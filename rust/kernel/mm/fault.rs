@@ -68,10 +68,11 @@ impl VmFaultReason {
 
 /// A range of page frames of device memory (MMIO) that may be mapped into user space.
 ///
-/// Built by the abstraction of the bus the memory belongs to, such as
-/// `pci::Device::bar_range()`, which checks that it lies within a
-/// memory resource of a device bound to the caller. Page frames of RAM are never in one: mapping
-/// them through `VM_PFNMAP` would bypass the reference counts of their pages.
+/// Built only inside the kernel crate, by the owners of device memory that zap every entry made
+/// from it before their driver lets go of the device: `kernel::dma_buf::BarMemory` for PCI BARs,
+/// whose ranges `pci::Device::bar_range()` checks against the memory resources of the device.
+/// Page frames of RAM are never in one: mapping them through `VM_PFNMAP` would bypass the
+/// reference counts of their pages.
 ///
 /// # Invariants
 ///
@@ -92,7 +93,7 @@ impl<'a> IoPfnRange<'a> {
     /// The page frames are MMIO of a device the caller has bound for `'a` (not RAM), and the
     /// caller zaps every entry that [`VmFault::insert_io`] makes from them before it lets go of
     /// the device.
-    pub unsafe fn new(start_pfn: usize, pages: usize) -> Self {
+    pub(crate) unsafe fn new(start_pfn: usize, pages: usize) -> Self {
         // INVARIANT: Guaranteed by the caller.
         Self {
             start_pfn,

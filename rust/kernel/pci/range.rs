@@ -14,10 +14,9 @@ use crate::{
 /// A page-aligned range of a memory BAR of a bound PCI device.
 ///
 /// Made by [`Device::bar_range`], which checks it against the BAR's resource. The memory is MMIO
-/// of the device, never RAM. Mapping it into user space ([`BarRange::pfn_range`]) or handing it
-/// to other devices (dma-buf exports) is `unsafe`: those mappings must be taken down before the
-/// driver lets go of the device, after which the BAR may belong to another driver, and nothing in
-/// the type enforces that yet.
+/// of the device, never RAM. Mapping it into user space or handing it to other devices takes an
+/// owner that takes it all back before the driver lets go of the device, after which the BAR may
+/// belong to another driver: `kernel::dma_buf::BarMemory`.
 ///
 /// # Invariants
 ///
@@ -74,7 +73,7 @@ impl<'a> BarRange<'a> {
     /// BAR may belong to another driver, or move.
     ///
     /// [`VmFault::insert_io`]: crate::mm::fault::VmFault::insert_io
-    pub unsafe fn pfn_range(&self) -> Result<IoPfnRange<'a>> {
+    pub(crate) unsafe fn pfn_range(&self) -> Result<IoPfnRange<'a>> {
         let pfn = usize::try_from(self.start >> PAGE_SHIFT).map_err(|_| EOVERFLOW)?;
         let pages = usize::try_from(self.len >> PAGE_SHIFT).map_err(|_| EOVERFLOW)?;
         // SAFETY: By the type invariants, the page frames are within a memory BAR of `dev` that
@@ -82,6 +81,20 @@ impl<'a> BarRange<'a> {
         // letting go of the device.
         Ok(unsafe { IoPfnRange::new(pfn, pages) })
     }
+}
+
+/// A value that keeps a PCI device bound to its driver for as long as it exists.
+///
+/// What an owner of device memory holds while others may reach that memory, such as
+/// `kernel::dma_buf::BarMemory`: unbinding the device waits until the value is gone.
+///
+/// # Safety
+///
+/// [`KeepsBound::pci_dev`] returns the same device every time, and the `remove()` of its driver
+/// does not return while the value exists.
+pub unsafe trait KeepsBound: Send + Sync + 'static {
+    /// Returns the device that is kept bound.
+    fn pci_dev(&self) -> &Device<device::Bound>;
 }
 
 impl Device<device::Bound> {

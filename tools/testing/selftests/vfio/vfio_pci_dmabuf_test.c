@@ -299,9 +299,15 @@ TEST_F(vfio_pci_dmabuf, export_one_range)
 	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
 	ASSERT_GE(fd, 0) TH_LOG("export: %s", strerror(-fd));
 
-	/* It is a dma-buf of the requested size, exported by vfio-pci */
+	/*
+	 * It is a dma-buf of the requested size, exported by vfio-pci: by
+	 * the exporter VFIO_DMABUF_EXPORTER names (vfio_pci_core for the C
+	 * one, vfio_pci_core_rust), if set.
+	 */
 	ASSERT_EQ(0, fdinfo_get(fd, "exp_name", name, sizeof(name)));
 	EXPECT_EQ(0, strncmp(name, "vfio_pci", strlen("vfio_pci"))) TH_LOG("exp_name %s", name);
+	if (getenv("VFIO_DMABUF_EXPORTER"))
+		EXPECT_STREQ(getenv("VFIO_DMABUF_EXPORTER"), name);
 	EXPECT_EQ(SZ_64K, fdinfo_size(fd));
 	EXPECT_EQ(SZ_64K, lseek(fd, 0, SEEK_END));
 
