@@ -131,37 +131,46 @@ fn registry() -> Result<&'static Mutex<KVec<Entry>>> {
     REGISTRY.as_ref().map(|r| &**r).ok_or(ENODEV)
 }
 
-/// Takes the entries of `dev` out of the registry if `remove`, else clones them; entries whose
-/// dma-buf's file is gone go either way. Returns their data and, for those whose file is gone,
-/// the data to release.
-fn entries(dev: &CoreDevice, remove: bool) -> (KVec<Arc<VfioDmaBuf>>, KVec<Arc<VfioDmaBuf>>) {
-    let (mut live, mut gone) = (KVec::new(), KVec::new());
+/// Calls `f` with each dma-buf of `dev`, and takes it out of the registry first if `remove`;
+/// dma-bufs whose file is gone are taken out and released, whoever's they are: they keep their
+/// device registered otherwise, until their release, which a dentry can hold up.
+///
+/// Allocates nothing, so that no notification can fail: one entry at a time, under the
+/// registry's lock. The caller holds `memory_lock` of `dev`, which exports take to add entries,
+/// so the entries of `dev` do not change meanwhile.
+fn for_each(dev: &CoreDevice, remove: bool, mut f: impl FnMut(Arc<VfioDmaBuf>)) {
     let Ok(registry) = registry() else {
-        return (live, gone);
+        return;
     };
     let id = id(dev);
-    registry.lock().retain(|e| {
-        // Its file is gone: no mmap, import or fd can reach it any more.
-        let dead = e.buf.upgrade().is_none();
-        if e.dev != id && !dead {
-            return true;
-        }
-        let (to, out) = if dead {
-            (&mut gone, true)
-        } else {
-            (&mut live, remove)
+    let mut i = 0;
+    loop {
+        let (data, gone) = {
+            let mut entries = registry.lock();
+            let Some(e) = entries.get(i) else {
+                break;
+            };
+            // Its file is gone: no mmap, import or fd can reach it any more.
+            let gone = e.buf.upgrade().is_none();
+            if e.dev != id && !gone {
+                i += 1;
+                continue;
+            }
+            if gone || remove {
+                match entries.remove(i) {
+                    Ok(e) => (e.data, gone),
+                    Err(_) => break,
+                }
+            } else {
+                i += 1;
+                (e.data.clone(), false)
+            }
         };
-        // Without memory to grow the lists, the entry stays for the next time.
-        to.push(e.data.clone(), GFP_KERNEL).is_err() || !out
-    });
-    (live, gone)
-}
-
-/// Releases the memory of dma-bufs whose files are gone: they keep the device registered
-/// otherwise, until their release, which a dentry can hold up.
-fn release_gone(gone: KVec<Arc<VfioDmaBuf>>) {
-    for data in gone {
-        drop(data.mem.release().wait());
+        if gone {
+            drop(data.mem.release().wait());
+        } else {
+            f(data);
+        }
     }
 }
 
@@ -177,7 +186,7 @@ fn find(dev: &CoreDevice, buf: &DmaBuf) -> Result<Arc<VfioDmaBuf>> {
 
 /// Checks the ranges as the C exporter does, in the same order, and returns the length of the
 /// dma-buf: the sum of the lengths.
-fn check_ranges(dev: &CoreDevice, bar: u32, ranges: &[DmaRange]) -> Result<usize> {
+fn check_ranges(reg: &Registration, bar: u32, ranges: &[DmaRange]) -> Result<usize> {
     // `dma_iova_try_alloc()` takes a length without its top bit, `DMA_IOVA_USE_SWIOTLB`.
     const USE_SWIOTLB: u64 = 1 << 63;
     let page = PAGE_SIZE as u64;
@@ -192,7 +201,9 @@ fn check_ranges(dev: &CoreDevice, bar: u32, ranges: &[DmaRange]) -> Result<usize
     if (length as u64) & USE_SWIOTLB != 0 {
         return Err(EINVAL);
     }
-    let pdev = dev.pci_dev();
+    // The C exporter looks up the BAR's P2P provider here: only a memory BAR has one.
+    reg.bar_range(bar, 0, page).map_err(|_| EINVAL)?;
+    let pdev = reg.pci_dev();
     let (start, len) = (pdev.resource_start(bar)?, pdev.resource_len(bar)?);
     let max = start.checked_add(len).ok_or(EINVAL)?;
     for r in ranges {
@@ -217,8 +228,9 @@ impl DmaBufExporter for RustExporter {
 
     fn export(dev: &CoreDevice, req: &DmaBufRequest, ranges: DmaRanges) -> Result<u32> {
         let ranges = ranges.read_all()?;
-        let size = check_ranges(dev, req.bar, &ranges)?;
+        // The C exporter takes it after the checks; only a device being unregistered fails.
         let reg = dev.try_get_registration().ok_or(ENODEV)?;
+        let size = check_ranges(&reg, req.bar, &ranges)?;
         let mut slices = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
         for r in ranges.iter() {
             slices.push(BarSlice::new(r.offset, r.length), GFP_KERNEL)?;
@@ -244,7 +256,7 @@ impl DmaBufExporter for RustExporter {
             buf: buf.downgrade(),
             data: data.clone(),
         };
-        let (_, gone) = {
+        {
             let memory = dev.memory_write();
             // Under the lock that the notifications come with: none is missed.
             if !memory.memory_enabled() {
@@ -252,31 +264,27 @@ impl DmaBufExporter for RustExporter {
                 drop(data.mem.revoke());
             }
             registry()?.lock().push(entry, GFP_KERNEL)?;
-            entries(dev, false)
-        };
-        release_gone(gone);
+            // Let go of the dma-bufs whose files are gone, as the C exporter's release does.
+            for_each(dev, false, drop);
+        }
         Ok(buf.fd_install(fd))
     }
 
-    fn move_notify(dev: &CoreDevice, revoked: bool) {
-        let (live, gone) = entries(dev, false);
-        for data in live {
+    fn move_notify(dev: &CoreDevice, revoked: bool, memory_enabled: bool) {
+        for_each(dev, false, |data| {
             if revoked {
                 // Also waits for the importers of a revocation that runs already.
                 drop(data.mem.revoke());
-            } else {
+            } else if memory_enabled {
                 data.mem.restore();
             }
-        }
-        release_gone(gone);
+        });
     }
 
     fn cleanup(dev: &CoreDevice) {
         let _memory = dev.memory_write();
-        let (live, gone) = entries(dev, true);
         // The device is gone for good, and so is the memory of its dma-bufs.
-        release_gone(live);
-        release_gone(gone);
+        for_each(dev, true, |data| drop(data.mem.release().wait()));
     }
 
     fn revoke(dev: &CoreDevice, buf: &DmaBuf) -> Result {

@@ -178,6 +178,7 @@ impl<T: Exporter, K> Unpin for State<T, K> {}
 #[pin_data(PinnedDrop)]
 pub struct BarMemory<T: Exporter, K: KeepsBound> {
     bar: u32,
+    write_combine: bool,
     slices: KVec<Slice>,
     size: usize,
     leases: Arc<Leases>,
@@ -190,10 +191,39 @@ pub struct BarMemory<T: Exporter, K: KeepsBound> {
 pub struct BarMemoryInit<T: Exporter, K: KeepsBound> {
     owner: K,
     bar: u32,
+    write_combine: bool,
     slices: KVec<Slice>,
     size: usize,
     leases: Arc<Leases>,
     _type: core::marker::PhantomData<fn() -> T>,
+}
+
+/// Returns whether entries with a write-combining protection for `ranges` really are
+/// write-combining; see [`BarMemory::write_combine_ok`].
+fn write_combines(dev: &Device<crate::device::Bound>, bar: u32, ranges: &[BarRange<'_>]) -> bool {
+    // SAFETY: `dev` is a valid PCI device and `bar` a standard BAR (the ranges are of it).
+    let flags = unsafe { bindings::pci_resource_flags(dev.as_raw(), bar as c_int) };
+    // CAST: The flag is a `u32` constant; resource flags are an `unsigned long`.
+    if flags & bindings::IORESOURCE_PREFETCH as c_ulong == 0 {
+        return false;
+    }
+    let base = bindings::pgprot_t::default();
+    // SAFETY: Computing page protections has no requirements.
+    let (wc, uc) = unsafe {
+        (
+            bindings::pgprot_mmio(base, true),
+            bindings::pgprot_mmio(base, false),
+        )
+    };
+    if wc.pgprot == uc.pgprot {
+        return false;
+    }
+    // A BAR has one memory type: the first page of each range tells, as for the faults.
+    ranges.iter().all(|r| {
+        usize::try_from(r.start() >> PAGE_SHIFT)
+            // SAFETY: Looking up the memory type of a page frame has no requirements.
+            .is_ok_and(|pfn| unsafe { bindings::pfnmap_cachemode_pfn(pfn, wc) }.pgprot == wc.pgprot)
+    })
 }
 
 /// Returns the lockdep name and class of the state locks.
@@ -219,9 +249,11 @@ impl<T: Exporter, K: KeepsBound> BarMemoryInit<T, K> {
         }
         let dev = owner.pci_dev();
         let mut checked = KVec::with_capacity(slices.len(), GFP_KERNEL)?;
+        let mut ranges = KVec::with_capacity(slices.len(), GFP_KERNEL)?;
         let mut size = 0usize;
         for s in slices {
             let range = dev.bar_range(bar, s.offset, s.len)?;
+            ranges.push(range, GFP_KERNEL)?;
             let len = usize::try_from(range.len()).map_err(|_| EOVERFLOW)?;
             checked.push(
                 Slice {
@@ -233,9 +265,12 @@ impl<T: Exporter, K: KeepsBound> BarMemoryInit<T, K> {
             )?;
             size = size.checked_add(len).ok_or(EOVERFLOW)?;
         }
+        let write_combine = write_combines(dev, bar, &ranges);
+        drop(ranges);
         Ok(Self {
             owner,
             bar,
+            write_combine,
             slices: checked,
             size,
             leases: Leases::new()?,
@@ -255,6 +290,7 @@ impl<T: Exporter, K: KeepsBound> BarMemoryInit<T, K> {
         let (name, key) = state_lock_class();
         pin_init!(BarMemory {
             bar: self.bar,
+            write_combine: self.write_combine,
             slices: self.slices,
             size: self.size,
             leases: self.leases,
@@ -325,40 +361,9 @@ impl<T: Exporter, K: KeepsBound> BarMemory<T, K> {
     /// registers with side effects do not take), the architecture has a write-combining memory
     /// type, and the entries that faults insert get it. Where the architecture keeps a memory
     /// type per physical range (x86 with PAT), the entries get that one: a BAR that a driver
-    /// mapped uncached stays uncached. `false` once the memory is released.
+    /// mapped uncached stays uncached. Decided when the memory was made, for good.
     pub fn write_combine_ok(&self) -> bool {
-        let state = self.state.read();
-        let Some(owner) = state.owner.as_ref() else {
-            return false;
-        };
-        let dev = owner.pci_dev();
-        // SAFETY: `dev` is a valid PCI device and `bar` a standard BAR (checked by `new`).
-        let flags = unsafe { bindings::pci_resource_flags(dev.as_raw(), self.bar as c_int) };
-        // CAST: The flag is a `u32` constant; resource flags are an `unsigned long`.
-        if flags & bindings::IORESOURCE_PREFETCH as c_ulong == 0 {
-            return false;
-        }
-        let base = bindings::pgprot_t::default();
-        // SAFETY: Computing page protections has no requirements.
-        let (wc, uc) = unsafe {
-            (
-                bindings::pgprot_mmio(base, true),
-                bindings::pgprot_mmio(base, false),
-            )
-        };
-        if wc.pgprot == uc.pgprot {
-            return false;
-        }
-        // A BAR has one memory type: the first page of each slice tells, as for the faults.
-        self.slices.iter().all(|s| {
-            dev.bar_range(self.bar, s.slice.offset, s.slice.len)
-                .ok()
-                .and_then(|r| usize::try_from(r.start() >> PAGE_SHIFT).ok())
-                // SAFETY: Looking up the memory type of a page frame has no requirements.
-                .is_some_and(
-                    |pfn| unsafe { bindings::pfnmap_cachemode_pfn(pfn, wc) }.pgprot == wc.pgprot,
-                )
-        })
+        self.write_combine
     }
 
     /// Returns the checked ranges of the slices, of `dev`.
@@ -492,8 +497,6 @@ impl<T: Exporter, K: KeepsBound> BarMemory<T, K> {
             return false;
         }
         state.revoked = false;
-        // Who still waits for the revocation need not wait for what is handed out from now on.
-        self.leases.renew();
         true
     }
 
@@ -521,8 +524,6 @@ impl<T: Exporter, K: KeepsBound> BarMemory<T, K> {
                 // Bound since: lock the buffer first.
                 continue;
             }
-            // Read under the lock that `restore` renews it under.
-            let generation = self.leases.generation();
             let was_live = !state.revoked && state.owner.is_some();
             let owner = f(&mut state);
             if let (true, Some(b)) = (was_live, &buf) {
@@ -541,7 +542,7 @@ impl<T: Exporter, K: KeepsBound> BarMemory<T, K> {
             return Revocation {
                 mem: self,
                 buf,
-                generation,
+                took: was_live,
                 owner,
                 waited: false,
             };
@@ -567,7 +568,8 @@ impl<T: Exporter, K: KeepsBound> PinnedDrop for BarMemory<T, K> {
 pub struct Revocation<'a, T: Exporter, K: KeepsBound> {
     mem: &'a BarMemory<T, K>,
     buf: Option<ARef<Exported<T>>>,
-    generation: u64,
+    /// Whether this revocation took the memory away (rather than finding it taken).
+    took: bool,
     owner: Option<K>,
     waited: bool,
 }
@@ -584,11 +586,13 @@ impl<T: Exporter, K: KeepsBound> Revocation<'_, T, K> {
         if self.waited {
             return;
         }
-        if let Some(b) = &self.buf {
+        // The importers' fences: after a revocation that took the memory away only. One that
+        // found it taken waits for the lists and tables alone, like the one that took it.
+        if let (true, Some(b)) = (self.took, &self.buf) {
             // Without a timeout and uninterruptible, this cannot fail.
             let _ = b.resv().wait(DmaResvUsage::Bookkeep, false, None);
         }
-        self.mem.leases.wait(self.generation);
+        self.mem.leases.wait();
         self.waited = true;
     }
 }

@@ -8,11 +8,9 @@ use crate::{
     sync::{Arc, CondVar, Mutex},
 };
 
-/// What the leases of an exporter's memory share: how many are out, and the generation of the
-/// memory (which [`Leases::renew`] starts anew when the memory is handed out again).
+/// What the leases of an exporter's memory share: how many are out.
 struct Count {
     out: usize,
-    generation: u64,
 }
 
 /// The leases of memory an exporter hands out as lists or tables and may take back.
@@ -35,7 +33,7 @@ impl Leases {
     pub(crate) fn new() -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
-                count <- new_mutex!(Count { out: 0, generation: 0 }, "dma_buf_leases"),
+                count <- new_mutex!(Count { out: 0 }, "dma_buf_leases"),
                 returned <- new_condvar!("dma_buf_leases"),
             }),
             GFP_KERNEL,
@@ -48,22 +46,13 @@ impl Leases {
         Lease(self.clone())
     }
 
-    /// Returns the current generation, for [`Leases::wait`].
-    pub(crate) fn generation(&self) -> u64 {
-        self.count.lock().generation
-    }
-
-    /// Starts a new generation: the memory is handed out again after a revocation, and those
-    /// still waiting for that revocation need not wait for the new leases.
-    pub(crate) fn renew(&self) {
-        self.count.lock().generation += 1;
-        self.returned.notify_all();
-    }
-
-    /// Waits until no lease is out, or until the generation is no longer `generation`.
-    pub(crate) fn wait(&self, generation: u64) {
+    /// Waits until no lease is out.
+    ///
+    /// Leases taken meanwhile are waited for too: the caller makes sure that none is (it took the
+    /// memory away), or serialises handing the memory out again with the wait.
+    pub(crate) fn wait(&self) {
         let mut count = self.count.lock();
-        while count.out != 0 && count.generation == generation {
+        while count.out != 0 {
             self.returned.wait(&mut count);
         }
     }

@@ -104,7 +104,7 @@ impl CoreDevice {
     /// Whether the device decodes memory: in D3 or with memory decode off, it does not.
     ///
     /// The caller holds `memory_lock`.
-    fn memory_enabled_locked(&self) -> bool {
+    pub(crate) fn memory_enabled_locked(&self) -> bool {
         // SAFETY: By the type invariants the device is valid, and the caller holds
         // `memory_lock`, under which vfio-pci-core changes both.
         unsafe {
@@ -658,6 +658,50 @@ mod bar_memory_tests {
         Ok(())
     }
 
+    /// A work item running a test's `work`: 0 while it runs, 1 or 2 once it returned `false`
+    /// or `true`.
+    struct Work {
+        done: Arc<Completion>,
+        finished: Arc<Atomic<u32>>,
+    }
+
+    impl Work {
+        /// Runs `work` on the buffer's data in a work item; returns once it started and had
+        /// 100 ms to finish, were it not blocked.
+        fn start(
+            buf: &Exported<BarBuf>,
+            work: impl FnOnce(&BarBuf) -> bool + Send + 'static,
+        ) -> Result<Self> {
+            let started = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
+            let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
+            let finished = Arc::new(Atomic::new(0u32), GFP_KERNEL)?;
+            let data = Arc::<BarBuf>::from(buf.data());
+            let (s, d, f) = (started.clone(), done.clone(), finished.clone());
+            workqueue::system().try_spawn(GFP_KERNEL, move || {
+                s.complete_all();
+                f.store(if work(&data) { 2 } else { 1 }, Relaxed);
+                d.complete_all();
+            })?;
+            started.wait_for_completion();
+            fsleep(Delta::from_millis(100));
+            Ok(Self { done, finished })
+        }
+
+        /// What the work returned, `None` if it has not yet.
+        fn result(&self) -> Option<bool> {
+            match self.finished.load(Relaxed) {
+                0 => None,
+                v => Some(v == 2),
+            }
+        }
+
+        /// Waits for the work; returns what it returned.
+        fn wait(self) -> Option<bool> {
+            self.done.wait_for_completion();
+            self.result()
+        }
+    }
+
     /// A PAL import gets the slices and the BAR's provider; a revocation invalidates it and
     /// waits until the list came back; while revoked, maps fail; restored, they work again; a
     /// release waits for the last list before it lets go of the device.
@@ -675,37 +719,28 @@ mod bar_memory_tests {
         let import = PalImport::new(&buf, dev)?;
 
         let list = import.map()?.read();
-        // Revoke while a list is out: the wait returns once it is back.
+        // Revoke in a work item while a list is out: the revocation invalidates the import at
+        // once, and its wait returns once the list is back.
         let held = import.map()?;
-        let data = buf.data();
-        let revocation = data.mem.revoke();
-        let invalidated = import.invalidated.load(Relaxed);
-        let revoked_map = import.map().err();
+        let revoke = Work::start(&buf, |data| {
+            drop(data.mem.revoke());
+            true
+        })?;
+        let (invalidated, revoked_map) = (import.invalidated.load(Relaxed), import.map().err());
+        let revoked_early = revoke.result();
         drop(held);
-        drop(revocation);
+        let revoked_late = revoke.wait();
         let restored = buf.data().mem.restore();
         let again = import.map().map(|l| l.read().0);
 
-        // Release in a work item while a list is out: it waits for the list.
+        // Release in a work item while a list is out: it waits for the list before it lets go
+        // of the device.
         let held = import.map()?;
-        let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
-        let released = Arc::new(Atomic::new(0u32), GFP_KERNEL)?;
-        let (data, d, r) = (
-            Arc::<BarBuf>::from(buf.data()),
-            done.clone(),
-            released.clone(),
-        );
-        workqueue::system().try_spawn(GFP_KERNEL, move || {
-            let owner = data.mem.release().wait();
-            r.store(if owner.is_some() { 2 } else { 1 }, Relaxed);
-            drop(owner);
-            d.complete_all();
-        })?;
-        fsleep(Delta::from_millis(100));
-        let early = (released.load(Relaxed), edu.registrations() - registrations);
+        // Whether this release let go of the device.
+        let release = Work::start(&buf, |data| data.mem.release().wait().is_some())?;
+        let early = (release.result(), edu.registrations() - registrations);
         drop(held);
-        done.wait_for_completion();
-        let late = (released.load(Relaxed), edu.registrations() - registrations);
+        let late = (release.wait(), edu.registrations() - registrations);
         let released_map = import.map().err();
         let second = buf.data().mem.release().wait().is_some();
         let dev = dev.as_ref().as_raw();
@@ -719,9 +754,10 @@ mod bar_memory_tests {
         assert_eq!(list, (2, start, 2 * PAGE_SIZE, dev));
         assert_eq!((invalidated, revoked_map), (1, Some(ENODEV)));
         assert_eq!((restored, again), (true, Ok(2)));
-        // Still out: not released, the device still held.
-        assert_eq!(early, (0, 1));
-        assert_eq!(late, (2, 0));
+        // While the list is out, neither waits; the device stays held.
+        assert_eq!((revoked_early, revoked_late), (None, Some(true)));
+        assert_eq!(early, (None, 1));
+        assert_eq!(late, (Some(true), 0));
         assert_eq!((released_map, second), (Some(ENODEV), false));
         Ok(())
     }

@@ -13,7 +13,9 @@
 //! defines the functions C calls.
 
 use super::CoreDevice;
-use crate::{bindings, dma_buf::DmaBuf, prelude::*, uaccess::UserSlice};
+use crate::{
+    alloc::flags::__GFP_NOWARN, bindings, dma_buf::DmaBuf, prelude::*, uaccess::UserSlice,
+};
 
 /// A request for a dma-buf, `struct vfio_device_feature_dma_buf` without its ranges.
 ///
@@ -62,7 +64,9 @@ impl DmaRanges {
     /// allocated.
     pub fn read_all(self) -> Result<KVec<DmaRange>> {
         let len = usize::try_from(self.nr_ranges).map_err(|_| ENOMEM)?;
-        let mut ranges = KVec::with_capacity(len, GFP_KERNEL)?;
+        // User space picks the size: no warning when it is too large, as with
+        // `memdup_array_user()`.
+        let mut ranges = KVec::with_capacity(len, GFP_KERNEL | __GFP_NOWARN)?;
         let mut reader = self.slice.reader();
         for _ in 0..len {
             let offset = reader.read::<u64>()?;
@@ -93,10 +97,14 @@ pub trait DmaBufExporter {
     /// Exports the `ranges` of `req` as a new dma-buf; returns its file descriptor.
     fn export(dev: &CoreDevice, req: &DmaBufRequest, ranges: DmaRanges) -> Result<u32>;
 
-    /// The device stops (`revoked`) or resumes decoding its memory.
+    /// The device stops (`revoked`) or may resume decoding its memory.
     ///
-    /// Called with `memory_lock` held for writing.
-    fn move_notify(dev: &CoreDevice, revoked: bool);
+    /// Called with `memory_lock` held for writing, by which `memory_enabled` tells whether the
+    /// device decodes memory now ([`MemoryReadGuard::memory_enabled`]); it can be `false` when
+    /// `revoked` is not (runtime PM engaged by user space), and the memory stays revoked then.
+    ///
+    /// [`MemoryReadGuard::memory_enabled`]: super::MemoryReadGuard::memory_enabled
+    fn move_notify(dev: &CoreDevice, revoked: bool, memory_enabled: bool);
 
     /// The device is being closed: every dma-buf of the exporter lets go of it.
     fn cleanup(dev: &CoreDevice);
@@ -158,15 +166,17 @@ pub unsafe fn export<T: DmaBufExporter>(
 ///
 /// # Safety
 ///
-/// `vdev` is a device of vfio-pci-core that is open for the call, whose `memory_lock` the caller
-/// holds for writing.
+/// `vdev` is a device of vfio-pci-core, valid for the call (a hot reset notifies the closed
+/// devices of its set too), whose `memory_lock` the caller holds for writing.
 #[doc(hidden)]
 pub unsafe fn move_notify<T: DmaBufExporter>(
     vdev: *mut bindings::vfio_pci_core_device,
     revoked: bool,
 ) {
     // SAFETY: By the safety requirements.
-    T::move_notify(unsafe { CoreDevice::from_raw(vdev) }, revoked)
+    let dev = unsafe { CoreDevice::from_raw(vdev) };
+    // The caller holds `memory_lock`, as `memory_enabled_locked` needs.
+    T::move_notify(dev, revoked, dev.memory_enabled_locked())
 }
 
 /// Calls [`DmaBufExporter::cleanup`].
