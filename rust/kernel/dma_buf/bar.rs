@@ -526,6 +526,10 @@ impl<T: Exporter, K: KeepsBound> BarMemory<T, K> {
             }
             let was_live = !state.revoked && state.owner.is_some();
             let owner = f(&mut state);
+            if was_live {
+                // Ended by the `Revocation`, once it waited.
+                self.leases.begin_revoke();
+            }
             if let (true, Some(b)) = (was_live, &buf) {
                 // SAFETY: The buffer's file, and so its mapping, lives while `b` is held.
                 let mapping = unsafe { AddressSpace::from_raw((*(*b.as_raw()).file).f_mapping) };
@@ -586,13 +590,20 @@ impl<T: Exporter, K: KeepsBound> Revocation<'_, T, K> {
         if self.waited {
             return;
         }
-        // The importers' fences: after a revocation that took the memory away only. One that
-        // found it taken waits for the lists and tables alone, like the one that took it.
-        if let (true, Some(b)) = (self.took, &self.buf) {
-            // Without a timeout and uninterruptible, this cannot fail.
-            let _ = b.resv().wait(DmaResvUsage::Bookkeep, false, None);
+        if self.took {
+            // The importers' fences, then their lists and tables.
+            if let Some(b) = &self.buf {
+                // Without a timeout and uninterruptible, this cannot fail.
+                let _ = b.resv().wait(DmaResvUsage::Bookkeep, false, None);
+            }
+            self.mem.leases.wait();
+            self.mem.leases.end_revoke();
+        } else {
+            // The memory was taken already: wait for the revocations that took it, if they
+            // still wait for the importers, and for the lists and tables, not for fences again.
+            self.mem.leases.wait_revokes();
+            self.mem.leases.wait();
         }
-        self.mem.leases.wait();
         self.waited = true;
     }
 }

@@ -8,9 +8,11 @@ use crate::{
     sync::{Arc, CondVar, Mutex},
 };
 
-/// What the leases of an exporter's memory share: how many are out.
+/// What the leases of an exporter's memory share: how many are out, and how many revocations
+/// that took the memory away still wait for the importers.
 struct Count {
     out: usize,
+    revoking: usize,
 }
 
 /// The leases of memory an exporter hands out as lists or tables and may take back.
@@ -33,7 +35,7 @@ impl Leases {
     pub(crate) fn new() -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
-                count <- new_mutex!(Count { out: 0 }, "dma_buf_leases"),
+                count <- new_mutex!(Count { out: 0, revoking: 0 }, "dma_buf_leases"),
                 returned <- new_condvar!("dma_buf_leases"),
             }),
             GFP_KERNEL,
@@ -44,6 +46,28 @@ impl Leases {
     pub(crate) fn take(self: &Arc<Self>) -> Lease {
         self.count.lock().out += 1;
         Lease(self.clone())
+    }
+
+    /// Notes a revocation that took the memory away and is to wait for the importers.
+    pub(crate) fn begin_revoke(&self) {
+        self.count.lock().revoking += 1;
+    }
+
+    /// Ends a revocation noted with [`Leases::begin_revoke`], once it waited.
+    pub(crate) fn end_revoke(&self) {
+        let mut count = self.count.lock();
+        count.revoking -= 1;
+        if count.revoking == 0 {
+            self.returned.notify_all();
+        }
+    }
+
+    /// Waits until every revocation noted with [`Leases::begin_revoke`] ended.
+    pub(crate) fn wait_revokes(&self) {
+        let mut count = self.count.lock();
+        while count.revoking != 0 {
+            self.returned.wait(&mut count);
+        }
     }
 
     /// Waits until no lease is out.
