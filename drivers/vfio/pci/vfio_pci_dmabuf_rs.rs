@@ -201,9 +201,12 @@ fn check_ranges(reg: &Registration, bar: u32, ranges: &[DmaRange]) -> Result<usi
     if (length as u64) & USE_SWIOTLB != 0 {
         return Err(EINVAL);
     }
-    // The C exporter looks up the BAR's P2P provider here: only a memory BAR has one.
-    reg.bar_range(bar, 0, page).map_err(|_| EINVAL)?;
+    // The C exporter looks up the BAR's P2P provider here: every memory BAR has one, also one
+    // smaller than a page, whose ranges then fail below (`EOVERFLOW` first).
     let pdev = reg.pci_dev();
+    if !pdev.is_assigned_memory_bar(bar) {
+        return Err(EINVAL);
+    }
     let (start, len) = (pdev.resource_start(bar)?, pdev.resource_len(bar)?);
     let max = start.checked_add(len).ok_or(EINVAL)?;
     for r in ranges {

@@ -534,15 +534,13 @@ impl<T: Exporter> WeakDmaBuf<T> {
     /// Returns whether `file` is the file of the buffer of this handle, while it is in use.
     pub(crate) fn has_file(&self, file: *const bindings::file) -> bool {
         let slot = self.slot.buf.lock();
-        // SAFETY: By the type invariants of `WeakSlot`, the buffer is not freed while the lock is
-        // held and the slot points to it. Its `file` is set at the export and cleared when the
-        // file is released, concurrently with this: read it once, with `READ_ONCE()` semantics;
-        // either value compares right, as a released file has no VMAs to fault.
         slot.as_ref().is_some_and(|raw| {
-            core::ptr::eq(
-                unsafe { core::ptr::read_volatile(&raw const (*raw.0.as_ptr()).file) }.cast_const(),
-                file,
-            )
+            // SAFETY: By the type invariants of `WeakSlot`, the buffer is not freed while the
+            // lock is held and the slot points to it. Its `file` is set at the export and cleared
+            // when the file is released, concurrently with this: read it once, with `READ_ONCE()`
+            // semantics; either value compares right, as a released file has no VMAs to fault.
+            let current = unsafe { core::ptr::read_volatile(&raw const (*raw.0.as_ptr()).file) };
+            core::ptr::eq(current.cast_const(), file)
         })
     }
 

@@ -106,22 +106,7 @@ impl Device<device::Bound> {
     /// at a page boundary, or if the range does not lie within the BAR; [`EOVERFLOW`] if
     /// `offset + len` wraps.
     pub fn bar_range(&self, bar: u32, offset: u64, len: u64) -> Result<BarRange<'_>> {
-        if bar >= bindings::PCI_STD_NUM_BARS {
-            return Err(EINVAL);
-        }
-        // SAFETY: `bar` is a standard BAR index; `self.as_raw()` is a valid `struct pci_dev`.
-        let (flags, parent) = unsafe {
-            let res = &raw const (*self.as_raw()).resource[bar as usize];
-            ((*res).flags, (*res).parent)
-        };
-        // CAST: The flags are `u32` constants; resource flags are an `unsigned long`.
-        let (mem, unusable) = (
-            bindings::IORESOURCE_MEM as c_ulong,
-            (bindings::IORESOURCE_UNSET | bindings::IORESOURCE_DISABLED) as c_ulong,
-        );
-        // Only a BAR the PCI core placed in the resource tree is known not to overlap RAM: a
-        // conflicting one keeps its firmware address but is left unset and without a parent.
-        if flags & mem == 0 || flags & unusable != 0 || parent.is_null() {
+        if !self.is_assigned_memory_bar(bar) {
             return Err(EINVAL);
         }
         let page = PAGE_SIZE as u64;
@@ -145,5 +130,29 @@ impl Device<device::Bound> {
             start: bar_start + offset,
             len,
         })
+    }
+
+    /// Returns whether `bar` is a standard BAR (0 to 5) that decodes memory and that the PCI core
+    /// assigned: in the resource tree, not unset or disabled.
+    ///
+    /// [`Device::bar_range`] returns ranges of such a BAR only, and none of one smaller than a
+    /// page.
+    pub fn is_assigned_memory_bar(&self, bar: u32) -> bool {
+        if bar >= bindings::PCI_STD_NUM_BARS {
+            return false;
+        }
+        // SAFETY: `bar` is a standard BAR index; `self.as_raw()` is a valid `struct pci_dev`.
+        let (flags, parent) = unsafe {
+            let res = &raw const (*self.as_raw()).resource[bar as usize];
+            ((*res).flags, (*res).parent)
+        };
+        // CAST: The flags are `u32` constants; resource flags are an `unsigned long`.
+        let (mem, unusable) = (
+            bindings::IORESOURCE_MEM as c_ulong,
+            (bindings::IORESOURCE_UNSET | bindings::IORESOURCE_DISABLED) as c_ulong,
+        );
+        // Only a BAR the PCI core placed in the resource tree is known not to overlap RAM: a
+        // conflicting one keeps its firmware address but is left unset and without a parent.
+        flags & mem != 0 && flags & unusable == 0 && !parent.is_null()
     }
 }

@@ -369,6 +369,7 @@ mod bar_export_tests {
             unsafe { PalExport::from_bar_ranges(&[], None) }.err(),
         ];
         let whole = reg.bar_range(0, 0, len).map(|r| (r.len(), r.is_empty()));
+        let memory_bars = [0, 1, 6].map(|bar| reg.pci_dev().is_assigned_memory_bar(bar));
         // A failed assertion ends the test without dropping what it holds: nothing may be left
         // that keeps edu from being unbound later.
         drop(reg);
@@ -388,6 +389,7 @@ mod bar_export_tests {
             ]
         );
         assert_eq!(whole, Ok((len, false)));
+        assert_eq!(memory_bars, [true, false, false]);
         Ok(())
     }
 }

@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The Rust dma-buf exporter of vfio-pci-core against the C one, in one
+ * boot: each measurement runs in ROUNDS rounds that alternate between
+ * the exporters (vfio_pci_core.dmabuf_rust), and what is printed is the
+ * Rust/C ratio of the median per-operation times, with the range of the
+ * per-round ratios, and the page faults each exporter took. Timings are
+ * never printed: they mean little on a debug kernel under TCG, their
+ * ratio does.
+ *
+ *   dmabuf_bench BDF
+ *
+ * Output is TAP: the ratios as comments, and as tests what must hold
+ * whatever the timings: every dma-buf came from the exporter asked for,
+ * both exporters took the same number of faults for the same accesses,
+ * and a revoked mapping raises SIGBUS.
+ *
+ * Built by tools/selftests against the VFIO selftests' libvfio; run by
+ * tools/guest/run-vfio-tests in the no-IOMMU boot.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <linux/iommufd.h>
+#include <linux/vfio.h>
+#include <libvfio.h>
+
+#define BAR		2
+#define ROUNDS		7
+#define SZ_64K		(64UL << 10)
+#define SZ_2M		(2UL << 20)
+#define IOVA		(1ULL << 32)
+#define RUST_PARAM	"/sys/module/vfio_pci_core/parameters/dmabuf_rust"
+
+static const char *const exporter_name[2] = { "vfio_pci_core", "vfio_pci_core_rust" };
+static struct vfio_pci_device *device;
+static struct iommu *iommu;
+static unsigned long page_size, bar_size;
+static int tests, failed;
+
+static void ok(bool cond, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void ok(bool cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%sok %d ", cond ? "" : "not ", ++tests);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	failed += !cond;
+}
+
+static void __attribute__((noreturn)) bail(const char *what, int err)
+{
+	printf("Bail out! %s: %s\n", what, strerror(err));
+	exit(1);
+}
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* 0: the C exporter makes the next dma-bufs, 1: the Rust one */
+static void use_exporter(int rust)
+{
+	int fd = open(RUST_PARAM, O_WRONLY);
+
+	if (fd < 0 || write(fd, rust ? "Y" : "N", 1) != 1)
+		bail(RUST_PARAM, errno);
+	close(fd);
+}
+
+static bool made_by(int fd, int rust)
+{
+	char name[64];
+
+	return !fdinfo_get(fd, "exp_name", name, sizeof(name)) &&
+	       !strcmp(name, exporter_name[rust]);
+}
+
+/* a dma-buf of [offset, offset + length) of the BAR */
+static int export(unsigned long offset, unsigned long length)
+{
+	struct vfio_region_dma_range r = { .offset = offset, .length = length };
+	int fd = dmabuf_export(device->fd, BAR, &r, 1);
+
+	if (fd < 0)
+		bail("export", -fd);
+	return fd;
+}
+
+static void revoke_dmabuf(int fd)
+{
+	int ret = dmabuf_revoke(device->fd, fd);
+
+	if (ret)
+		bail("revoke", -ret);
+}
+
+/*
+ * One measurement: run() does one round of it for the exporter asked for
+ * and returns the time per operation in ns; it counts the page faults of
+ * the timed part in *faults and clears *good if a check failed.
+ */
+struct bench {
+	const char *name;
+	double (*run)(int rust, long *faults, bool *good);
+	bool counts_faults;
+};
+
+/* export a 64 KiB dma-buf and close it */
+static double run_export_close(int rust, long *faults, bool *good)
+{
+	const int n = 64;
+	double t;
+	int i, fd;
+
+	fd = export(0, SZ_64K);
+	*good &= made_by(fd, rust);
+	close(fd);
+	t = now_ns();
+	for (i = 0; i < n; i++)
+		close(export(0, SZ_64K));
+	return (now_ns() - t) / n;
+}
+
+/* IOMMU_IOAS_MAP_FILE of a 2 MiB dma-buf and IOMMU_IOAS_UNMAP of it */
+static double run_import_unmap(int rust, long *faults, bool *good)
+{
+	struct iommu_ioas_map_file map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = iommu->ioas_id,
+		.length = SZ_2M,
+		.iova = IOVA,
+	};
+	struct iommu_ioas_unmap unmap = {
+		.size = sizeof(unmap),
+		.ioas_id = iommu->ioas_id,
+		.iova = IOVA,
+		.length = SZ_2M,
+	};
+	const int n = 32;
+	double t;
+	int i;
+
+	map.fd = export(0, SZ_2M);
+	*good &= made_by(map.fd, rust);
+	t = now_ns();
+	for (i = 0; i < n; i++) {
+		if (ioctl(iommu->iommufd, IOMMU_IOAS_MAP_FILE, &map))
+			bail("IOMMU_IOAS_MAP_FILE", errno);
+		if (ioctl(iommu->iommufd, IOMMU_IOAS_UNMAP, &unmap))
+			bail("IOMMU_IOAS_UNMAP", errno);
+	}
+	t = (now_ns() - t) / n;
+	close(map.fd);
+	return t;
+}
+
+/*
+ * First touch of every page of a dma-buf of the whole BAR, mapped at a
+ * 2 MiB aligned address (PMD faults) or one page off (page faults).
+ */
+static double first_touch(int rust, long *faults, bool *good, unsigned long skew)
+{
+	unsigned long off;
+	char *area, *p;
+	double t;
+	int fd;
+
+	fd = export(0, bar_size);
+	*good &= made_by(fd, rust);
+	area = mmap(NULL, bar_size + 2 * SZ_2M, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (area == MAP_FAILED)
+		bail("mmap of the reservation", errno);
+	p = (char *)(((unsigned long)area + SZ_2M - 1) & ~(SZ_2M - 1)) + skew;
+	if (mmap(p, bar_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		 fd, 0) != p)
+		bail("mmap of the dma-buf", errno);
+	*faults = minor_faults();
+	t = now_ns();
+	for (off = 0; off < bar_size; off += page_size)
+		(void)*(volatile char *)(p + off);
+	t = now_ns() - t;
+	*faults = minor_faults() - *faults;
+	munmap(area, bar_size + 2 * SZ_2M);
+	close(fd);
+	return t;
+}
+
+static double run_touch_aligned(int rust, long *faults, bool *good)
+{
+	return first_touch(rust, faults, good, 0);
+}
+
+static double run_touch_unaligned(int rust, long *faults, bool *good)
+{
+	return first_touch(rust, faults, good, page_size);
+}
+
+/* REVOKE of a 64 KiB dma-buf with 256 live mmaps, each touched once */
+static double run_revoke_mmaps(int rust, long *faults, bool *good)
+{
+	enum { N = 256 };
+	static char *p[N];
+	double t;
+	int i, fd;
+
+	fd = export(SZ_2M, SZ_64K);
+	*good &= made_by(fd, rust);
+	*faults = minor_faults();
+	for (i = 0; i < N; i++) {
+		p[i] = mmap(NULL, SZ_64K, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p[i] == MAP_FAILED)
+			bail("mmap of the dma-buf", errno);
+		p[i][(i * page_size) % SZ_64K] = (char)i;
+	}
+	*faults = minor_faults() - *faults;
+	t = now_ns();
+	revoke_dmabuf(fd);
+	t = now_ns() - t;
+	for (i = 0; i < N; i++) {
+		*good &= sigbus((__u64 *)(p[i] + (i * page_size) % SZ_64K));
+		munmap(p[i], SZ_64K);
+	}
+	close(fd);
+	return t;
+}
+
+static const struct bench benches[] = {
+	{ "export+close of 64 KiB", run_export_close, false },
+	{ "iommufd map_file+unmap of 2 MiB", run_import_unmap, false },
+	{ "first touch of the BAR, 2 MiB aligned", run_touch_aligned, true },
+	{ "first touch of the BAR, 4 KiB aligned", run_touch_unaligned, true },
+	{ "revoke with 256 live mmaps", run_revoke_mmaps, true },
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	double s[ROUNDS];
+
+	memcpy(s, v, n * sizeof(*v));
+	qsort(s, n, sizeof(*s), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+int main(int argc, char **argv)
+{
+	const int nb = sizeof(benches) / sizeof(benches[0]);
+	double t[sizeof(benches) / sizeof(benches[0])][2][ROUNDS];
+	long faults[sizeof(benches) / sizeof(benches[0])][2][ROUNDS];
+	bool good[sizeof(benches) / sizeof(benches[0])][2];
+	int b, r, e, ntests = nb;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s BDF\n", argv[0]);
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	page_size = getpagesize();
+	if (access(RUST_PARAM, W_OK)) {
+		printf("1..0 # SKIP no Rust exporter (%s)\n", RUST_PARAM);
+		return 0;
+	}
+	iommu = iommu_init(default_iommu_mode);
+	device = vfio_pci_device_init(argv[1], iommu);
+	bar_size = device->bars[BAR].info.size;
+	if (bar_size < 4 * SZ_2M) {
+		printf("1..0 # SKIP BAR%d of %s is smaller than 8 MiB\n", BAR, argv[1]);
+		return 0;
+	}
+
+	for (b = 0; b < nb; b++)
+		ntests += benches[b].counts_faults;
+	printf("TAP version 13\n1..%d\n", ntests);
+	/*
+	 * Round r runs every measurement with one exporter, then with the
+	 * other, starting with C in even rounds and with Rust in odd ones,
+	 * so that a drift of the machine weighs on both alike.
+	 */
+	memset(good, 1, sizeof(good));
+	for (r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < 2; i++) {
+			e = i ^ (r & 1);
+			use_exporter(e);
+			for (b = 0; b < nb; b++) {
+				faults[b][e][r] = 0;
+				t[b][e][r] = benches[b].run(e, &faults[b][e][r], &good[b][e]);
+			}
+		}
+	}
+	use_exporter(0);
+
+	printf("# Rust/C exporter time ratios, median of %d alternating rounds (range of the per-round ratios); faults per round\n",
+	       ROUNDS);
+	for (b = 0; b < nb; b++) {
+		double lo = 1e9, hi = 0;
+
+		for (r = 0; r < ROUNDS; r++) {
+			double q = t[b][1][r] / t[b][0][r];
+
+			lo = q < lo ? q : lo;
+			hi = q > hi ? q : hi;
+		}
+		printf("# bench: %-40s %5.2f (%.2f-%.2f)", benches[b].name,
+		       median(t[b][1], ROUNDS) / median(t[b][0], ROUNDS), lo, hi);
+		if (benches[b].counts_faults)
+			printf("  faults C %ld, Rust %ld", faults[b][0][0], faults[b][1][0]);
+		printf("\n");
+	}
+	for (b = 0; b < nb; b++) {
+		bool same = true;
+
+		for (r = 0; r < ROUNDS; r++)
+			same &= faults[b][0][r] == faults[b][0][0] &&
+				faults[b][1][r] == faults[b][0][0];
+		ok(good[b][0] && good[b][1],
+		   "%s: every dma-buf from the exporter asked for%s",
+		   benches[b].name,
+		   benches[b].run == run_revoke_mmaps ? ", SIGBUS on every mapping after the revoke" : "");
+		if (benches[b].counts_faults)
+			ok(same, "%s: same page faults in every round for both exporters (C %ld, Rust %ld)",
+			   benches[b].name, faults[b][0][0], faults[b][1][0]);
+	}
+
+	vfio_pci_device_cleanup(device);
+	iommu_cleanup(iommu);
+	return failed ? 1 : 0;
+}
