@@ -10,6 +10,9 @@ results file; `summary` prints the failures and ends with the line
   results.py dmesg RESULTS STAGE FILE      kernel log: WARNING/BUG/lockdep/KASAN/UBSAN
   results.py kmemleak RESULTS STAGE FILE CONFIG  kmemleak report, if CONFIG has it
   results.py check RESULTS STAGE NAME OK   one named check, OK = 0 (pass) or not
+  results.py late FILE                      exit 0 if FILE has no word written through a
+                                           dma-buf mapping after its revocation
+                                           (LATE_MAGIC, vfio_pci_dmabuf_stress_test)
   results.py summary RESULTS               the final line; exit 1 on a failure
   results.py pattern FILE                  exit 0 if FILE holds, at 1 MiB, the
                                            64 KiB pattern vfio_pci_dmabuf_test
@@ -208,6 +211,19 @@ def pattern_ok(path):
     return data == want
 
 
+# Must match LATE_MAGIC in vfio_pci_dmabuf_stress_test.c.
+LATE_MAGIC = 0x4554414C46554244
+
+
+def late_writes(path):
+    """Offsets of the 8-byte-aligned LATE_MAGIC words in FILE."""
+    import struct
+    word = struct.pack("<Q", LATE_MAGIC)
+    with open(path, "rb") as f:
+        data = f.read()
+    return [i for i in range(0, len(data), 8) if data[i:i + 8] == word]
+
+
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "tap":
@@ -225,6 +241,11 @@ def main(argv):
         print(f"host: {PATTERN_SIZE >> 10} KiB at BAR offset {PATTERN_OFFSET >> 20} MiB "
               f"{'match' if ok else 'do NOT match'} the guest's pattern")
         return 0 if ok else 1
+    elif cmd == "late":
+        found = late_writes(argv[2])
+        print(f"host: {len(found)} words written through a dma-buf mapping after its "
+              f"revocation in the BAR file" + (f", first at {found[0]:#x}" if found else ""))
+        return 1 if found else 0
     elif cmd == "summary":
         return summary(argv[2])
     else:
