@@ -145,35 +145,23 @@ static double run_export_close(int rust, long *faults, bool *good)
 /* IOMMU_IOAS_MAP_FILE of a 2 MiB dma-buf and IOMMU_IOAS_UNMAP of it */
 static double run_import_unmap(int rust, long *faults, bool *good)
 {
-	struct iommu_ioas_map_file map = {
-		.size = sizeof(map),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
-			 IOMMU_IOAS_MAP_WRITEABLE,
-		.ioas_id = iommu->ioas_id,
-		.length = SZ_2M,
-		.iova = IOVA,
-	};
-	struct iommu_ioas_unmap unmap = {
-		.size = sizeof(unmap),
-		.ioas_id = iommu->ioas_id,
-		.iova = IOVA,
-		.length = SZ_2M,
-	};
 	const int n = 32;
 	double t;
-	int i;
+	int i, fd, ret;
 
-	map.fd = export(0, SZ_2M);
-	*good &= made_by(map.fd, rust);
+	fd = export(0, SZ_2M);
+	*good &= made_by(fd, rust);
 	t = now_ns();
 	for (i = 0; i < n; i++) {
-		if (ioctl(iommu->iommufd, IOMMU_IOAS_MAP_FILE, &map))
-			bail("IOMMU_IOAS_MAP_FILE", errno);
-		if (ioctl(iommu->iommufd, IOMMU_IOAS_UNMAP, &unmap))
-			bail("IOMMU_IOAS_UNMAP", errno);
+		ret = ioas_map_file(iommu, fd, 0, SZ_2M, IOVA);
+		if (ret)
+			bail("IOMMU_IOAS_MAP_FILE", -ret);
+		ret = ioas_unmap(iommu, IOVA, SZ_2M);
+		if (ret)
+			bail("IOMMU_IOAS_UNMAP", -ret);
 	}
 	t = (now_ns() - t) / n;
-	close(map.fd);
+	close(fd);
 	return t;
 }
 

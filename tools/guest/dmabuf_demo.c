@@ -75,7 +75,7 @@ int main(int argc, char **argv)
 	struct iommu *iommu;
 	char name[64];
 	volatile char *p;
-	int fd;
+	int fd, ret;
 
 	if (argc != 4) {
 		fprintf(stderr, "usage: %s BDF OFFSET MESSAGE\n", argv[0]);
@@ -104,29 +104,13 @@ int main(int argc, char **argv)
 	strcpy((char *)p, argv[3]);
 	printf("  wrote \"%s\" through the dma-buf's mmap\n", (char *)p);
 
-	{
-		struct iommu_ioas_map_file map = {
-			.size = sizeof(map),
-			.flags = IOMMU_IOAS_MAP_FIXED_IOVA |
-				 IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
-			.ioas_id = iommu->ioas_id,
-			.fd = fd,
-			.length = LEN,
-			.iova = IOVA,
-		};
-		struct iommu_ioas_unmap unmap = {
-			.size = sizeof(unmap),
-			.ioas_id = iommu->ioas_id,
-			.iova = IOVA,
-			.length = LEN,
-		};
-
-		if (ioctl(iommu->iommufd, IOMMU_IOAS_MAP_FILE, &map))
-			die("iommufd import", errno);
-		printf("  imported into iommufd at IOVA %#llx\n", IOVA);
-		if (ioctl(iommu->iommufd, IOMMU_IOAS_UNMAP, &unmap))
-			die("iommufd unmap", errno);
-	}
+	ret = ioas_map_file(iommu, fd, 0, LEN, IOVA);
+	if (ret)
+		die("iommufd import", -ret);
+	printf("  imported into iommufd at IOVA %#llx\n", IOVA);
+	ret = ioas_unmap(iommu, IOVA, LEN);
+	if (ret)
+		die("iommufd unmap", -ret);
 
 	rev.hdr.argsz = sizeof(rev);
 	rev.hdr.flags = VFIO_DEVICE_FEATURE_SET |
