@@ -97,6 +97,10 @@ impl Exporter for VfioDmaBuf {
         this.mem.mmap(buf, vma, write_combine)?;
         vma.set_ops(this.into())
     }
+
+    fn mmap_order(this: ArcBorrow<'_, Self>, pgoff: usize, len: usize) -> u32 {
+        this.mem.mmap_order(pgoff, len)
+    }
 }
 
 #[vtable]

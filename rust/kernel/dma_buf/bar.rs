@@ -100,7 +100,7 @@ use crate::{
     bindings, c_str,
     dma::DataDirection,
     mm::{
-        fault::{AddressSpace, VmFault, VmFaultReason},
+        fault::{io_mapping_order, AddressSpace, VmFault, VmFaultReason},
         virt::VmaNew,
     },
     page::PAGE_SHIFT,
@@ -134,6 +134,8 @@ struct Slice {
     first_page: usize,
     /// The number of pages of the slice.
     pages: usize,
+    /// Its first page frame when the memory was made: a placement hint for mappings only.
+    pfn: usize,
 }
 
 /// What the state lock of a [`BarMemory`] protects.
@@ -255,11 +257,13 @@ impl<T: Exporter, K: KeepsBound> BarMemoryInit<T, K> {
             let range = dev.bar_range(bar, s.offset, s.len)?;
             ranges.push(range, GFP_KERNEL)?;
             let len = usize::try_from(range.len()).map_err(|_| EOVERFLOW)?;
+            let pfn = usize::try_from(range.start() >> PAGE_SHIFT).map_err(|_| EOVERFLOW)?;
             checked.push(
                 Slice {
                     slice: *s,
                     first_page: size >> PAGE_SHIFT,
                     pages: len >> PAGE_SHIFT,
+                    pfn,
                 },
                 GFP_KERNEL,
             )?;
@@ -435,6 +439,18 @@ impl<T: Exporter, K: KeepsBound> BarMemory<T, K> {
             return Err(ENODEV);
         }
         vma.set_io_pfnmap(write_combine)
+    }
+
+    /// Returns the largest order of the entries [`BarMemory::fault`] can map a mapping of `len`
+    /// bytes from page `pgoff` of the buffer with, at addresses congruent to its offsets modulo
+    /// the entry size: for [`Exporter::mmap_order`]. The largest that one of the slices allows
+    /// (see [`io_mapping_order`]), from where the BAR was when the memory was made.
+    pub fn mmap_order(&self, pgoff: usize, len: usize) -> u32 {
+        self.slices
+            .iter()
+            .map(|s| io_mapping_order(s.pfn, s.pages, s.first_page, pgoff, len >> PAGE_SHIFT))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Handles a fault of a mapping of the buffer, of any size: maps the memory at the faulting

@@ -81,7 +81,7 @@ use crate::{
     dma::DataDirection,
     error::{from_result, VTABLE_DEFAULT_ERROR},
     fs::file,
-    mm::virt::VmaNew,
+    mm::{fault::HUGE_ORDERS, virt::VmaNew},
     module::{this_module, ModuleMetadata},
     new_spinlock,
     prelude::*,
@@ -178,6 +178,22 @@ pub trait Exporter: Sized + 'static {
     /// The core has checked that the offset and size of `vma` are within the buffer; the offset
     /// is `vma.pgoff()` pages.
     fn mmap(_data: DataRef<'_, Self>, _buf: &Exported<Self>, _vma: &VmaNew) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Returns the largest order of the page table entries that the faults of a mapping of
+    /// `len` bytes from page `pgoff` of the buffer can be served with, when the mapping's
+    /// addresses are congruent to the buffer's offsets modulo the entry size; 0 if only pages.
+    ///
+    /// An `mmap()` without `MAP_FIXED`, and an `mremap()` that moves a mapping, place it so,
+    /// where there is room. Called with the mmap lock of the task held for writing (so it must
+    /// not take locks held around page faults), before [`Exporter::mmap`], for any `pgoff` and
+    /// `len`: a mapping placed elsewhere must still work. Orders other than those of the PMD
+    /// and PUD entries the architecture can map count as 0. [`io_mapping_order`] answers it for
+    /// a range of MMIO.
+    ///
+    /// [`io_mapping_order`]: crate::mm::fault::io_mapping_order
+    fn mmap_order(_data: DataRef<'_, Self>, _pgoff: usize, _len: usize) -> u32 {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -698,6 +714,11 @@ impl<T: Exporter> ExporterVTable<T> {
             None
         },
         mmap: if T::HAS_MMAP { Some(Self::mmap) } else { None },
+        mmap_order: if T::HAS_MMAP_ORDER {
+            Some(Self::mmap_order)
+        } else {
+            None
+        },
         // The remaining callbacks are not implemented: NULL.
         ..pin_init::zeroed()
     };
@@ -908,6 +929,25 @@ impl<T: Exporter> ExporterVTable<T> {
         // SAFETY: The caller provides a vma that is undergoing initial VMA setup.
         let vma = unsafe { VmaNew::from_raw(vma) };
         from_result(|| vma.call_mmap(|vma| T::mmap(data, buf, vma)).map(|()| 0))
+    }
+
+    /// # Safety
+    ///
+    /// `dmabuf` is a buffer exported by [`DmaBuf::export_with::<T>`], whose file is being mapped
+    /// by `mmap()` or whose mapping `mremap()` moves.
+    unsafe extern "C" fn mmap_order(
+        dmabuf: *mut bindings::dma_buf,
+        pgoff: c_ulong,
+        len: usize,
+    ) -> c_uint {
+        // SAFETY: The buffer is alive: `mmap()` holds a reference to its file, and so does the
+        // VMA that `mremap()` moves.
+        let data = unsafe { Self::data(dmabuf) };
+        // The core warns about any other order.
+        match T::mmap_order(data, pgoff, len) {
+            order if HUGE_ORDERS.contains(&order) => order,
+            _ => 0,
+        }
     }
 
     /// # Safety

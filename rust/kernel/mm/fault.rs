@@ -185,6 +185,70 @@ pub(crate) fn place(
     Placement::Map { addr, pfn }
 }
 
+/// The orders of the huge entries [`VmFault::insert_io`] can map, largest first.
+pub(crate) const HUGE_ORDERS: &[u32] = &[
+    #[cfg(CONFIG_ARCH_SUPPORTS_PUD_PFNMAP)]
+    bindings::PUD_ORDER,
+    #[cfg(CONFIG_ARCH_SUPPORTS_PMD_PFNMAP)]
+    bindings::PMD_ORDER,
+];
+
+/// Returns the largest order of the entries [`VmFault::insert_io`] can map the `pages` page
+/// frames from `start_pfn` with, which a file maps from its page `range_pgoff` on, in a mapping
+/// of `len` pages from file page `pgoff` whose addresses are congruent to the file offsets modulo
+/// the entry size; 0 if only pages fit. Every argument counts pages.
+///
+/// This is what a file whose faults map such a range tells `get_unmapped_area()`, for example
+/// as [`Exporter::mmap_order`]: an `mmap()` without `MAP_FIXED` is then placed so, where there
+/// is room, and the first access to each block of the range that one entry covers faults once
+/// rather than once per page.
+///
+/// [`Exporter::mmap_order`]: crate::dma_buf::Exporter::mmap_order
+pub fn io_mapping_order(
+    start_pfn: usize,
+    pages: usize,
+    range_pgoff: usize,
+    pgoff: usize,
+    len: usize,
+) -> u32 {
+    mapping_order(HUGE_ORDERS, start_pfn, pages, range_pgoff, pgoff, len)
+}
+
+/// [`io_mapping_order`] for entries of the orders `orders`, largest first.
+pub(crate) fn mapping_order(
+    orders: &[u32],
+    start_pfn: usize,
+    pages: usize,
+    range_pgoff: usize,
+    pgoff: usize,
+    len: usize,
+) -> u32 {
+    let (Some(range_end), Some(end)) = (range_pgoff.checked_add(pages), pgoff.checked_add(len))
+    else {
+        return 0;
+    };
+    // The file pages that both the range and the mapping have.
+    let (from, to) = (pgoff.max(range_pgoff), end.min(range_end));
+    for &order in orders {
+        let Some(span) = 1usize.checked_shl(order) else {
+            continue;
+        };
+        // At a congruent address, file page `p` is mapped at an address aligned as `p` is, from
+        // the page frame `start_pfn - range_pgoff + p`: the blocks of both are aligned alike
+        // only if that difference is aligned.
+        if start_pfn.wrapping_sub(range_pgoff) & (span - 1) != 0 {
+            continue;
+        }
+        // And one whole aligned block lies within the range and the mapping.
+        if let Some(first) = from.checked_next_multiple_of(span) {
+            if first < to && to - first >= span {
+                return order;
+            }
+        }
+    }
+    0
+}
+
 /// A page fault in a VMA whose [`VmOperations`] handle it.
 ///
 /// # Invariants
@@ -588,6 +652,37 @@ mod tests {
                 pfn: 2 * MIB_PAGES
             }
         );
+    }
+
+    /// The order a mapping is placed for: the largest entry that a whole aligned block of the
+    /// range, within the mapping, takes, if the range's page frames are aligned as its file
+    /// offsets are.
+    #[test]
+    fn mapping_orders() {
+        // In pages: the range's first page frame, its length and file page, the mapping's file
+        // page and length.
+        let order = |pfn, pages, range_pgoff, pgoff, len| {
+            mapping_order(&[PUD, PMD], pfn, pages, range_pgoff, pgoff, len)
+        };
+        let m = MIB_PAGES;
+        let gib = 1024 * m;
+        // 4 MiB from a 2 MiB aligned page frame, at file page 0: 2 MiB entries, not 1 GiB.
+        assert_eq!(order(16 * m, 4 * m, 0, 0, 4 * m), PMD);
+        // 2 GiB from a 1 GiB aligned page frame: 1 GiB entries for a mapping of all of it, 2 MiB
+        // ones for a mapping from 1 MiB on that holds no whole aligned GiB.
+        assert_eq!(order(gib, 2 * gib, 0, 0, 2 * gib), PUD);
+        assert_eq!(order(gib, 2 * gib, 0, m, gib), PMD);
+        // The page frame one page off its file offset's alignment: pages only.
+        assert_eq!(order(16 * m + 1, 4 * m, 0, 0, 4 * m), 0);
+        // A second range, at file page 1 MiB from page frame 17 MiB: aligned alike, and the
+        // block at 2 MiB lies within it.
+        assert_eq!(order(17 * m, 4 * m, m, 0, 8 * m), PMD);
+        // A mapping shorter than an entry, one that ends before the range, and an overflow.
+        assert_eq!(order(16 * m, 4 * m, 0, 0, m), 0);
+        assert_eq!(order(16 * m, 4 * m, 8 * m, 0, 4 * m), 0);
+        assert_eq!(order(0, 4 * m, 0, usize::MAX, 4 * m), 0);
+        // An order that does not fit a word.
+        assert_eq!(mapping_order(&[70], 0, 4 * m, 0, 0, 4 * m), 0);
     }
 
     /// Faulting pages outside the range or the VMA are errors at every size.

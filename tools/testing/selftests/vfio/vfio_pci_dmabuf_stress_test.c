@@ -12,9 +12,11 @@
  * count that the main thread makes odd while the memory is revoked), and
  * no write made after a permanent revocation reaches the BAR (read back
  * through the device's own BAR mapping; the host can check its file for
- * LATE_MAGIC too). Also: mappings that a fork, mremap, mprotect, partial
- * munmap or MADV_DONTNEED made, and get_user_pages users (vmsplice,
- * process_vm_readv, /proc/self/mem), before and after a revoke.
+ * LATE_MAGIC too). Meanwhile parts of a mapping are replaced, unmapped
+ * for a moment or made read-only. Also: mappings that a fork, mremap,
+ * mprotect, partial munmap or MADV_DONTNEED made, and get_user_pages users
+ * (vmsplice, process_vm_readv, /proc/PID/mem of this process and of
+ * another, O_DIRECT I/O to and from a RAM disk), before and after a revoke.
  *
  * $VFIO_DMABUF_STRESS_SEED seeds the random choices (default: from the
  * clock; printed), $VFIO_DMABUF_STRESS_SECONDS bounds each racing test
@@ -71,8 +73,10 @@ static __u64 rnd(__u64 *state)
 }
 
 /*
- * Accesses that may raise SIGBUS, from any thread: the handler jumps back
- * to the access of the thread that took the signal, found by its tid.
+ * Accesses that may raise SIGBUS (or SIGSEGV, where the racing test
+ * unmaps or write-protects part of a mapping), from any thread: the
+ * handler jumps back to the access of the thread that took the signal,
+ * found by its tid.
  */
 static struct {
 	pid_t tid;
@@ -86,23 +90,26 @@ static void on_sigbus(int sig)
 
 	for (i = 0; i < NR_ACCESSORS + 1; i++) {
 		if (bus_jmps[i].tid == tid && bus_jmps[i].env)
-			siglongjmp(*bus_jmps[i].env, 1);
+			siglongjmp(*bus_jmps[i].env, sig);
 	}
 	abort();
 }
 
 /*
- * *p = val if @write, else val = *p; false on SIGBUS. @slot is the
- * caller's own: 0 for the main thread (and a child), 1 + i for accessor i.
+ * *p = val if @write, else val = *p. Returns 0, or the signal the access
+ * raised. @slot is the caller's own: 0 for the main thread (and a child),
+ * 1 + i for accessor i.
  */
-static bool try_access(int slot, __u64 *p, __u64 *val, bool write)
+static int access_sig(int slot, __u64 *p, __u64 *val, bool write)
 {
 	sigjmp_buf env;
+	int sig;
 
 	bus_jmps[slot].tid = gettid();
-	if (sigsetjmp(env, 1)) {
+	sig = sigsetjmp(env, 1);
+	if (sig) {
 		WRITE_ONCE(bus_jmps[slot].env, NULL);
-		return false;
+		return sig;
 	}
 	WRITE_ONCE(bus_jmps[slot].env, &env);
 	if (write)
@@ -110,7 +117,19 @@ static bool try_access(int slot, __u64 *p, __u64 *val, bool write)
 	else
 		*val = READ_ONCE(*p);
 	WRITE_ONCE(bus_jmps[slot].env, NULL);
-	return true;
+	return 0;
+}
+
+/* As access_sig(): false on SIGBUS; a SIGSEGV here is a bug of the test. */
+static bool try_access(int slot, __u64 *p, __u64 *val, bool write)
+{
+	int sig = access_sig(slot, p, val, write);
+
+	if (sig == SIGSEGV) {
+		fprintf(stderr, "SIGSEGV at %p\n", p);
+		abort();
+	}
+	return !sig;
 }
 
 /*
@@ -128,7 +147,7 @@ struct race {
 	bool strict;		/* no SIGBUS while @gen is even ... */
 	int closing;		/* ... and the device is not being closed */
 	/* counted by the accessors */
-	long ok, bus, violations, spurious;
+	long ok, bus, segv, violations, spurious;
 	long first_violation_gen;
 };
 
@@ -143,20 +162,25 @@ static void *accessor(void *arg)
 	int slot = ((struct accessor *)arg)->slot;
 	const __u64 pg = getpagesize();
 	__u64 state = race->seed ^ (__u64)pthread_self();
-	long ok = 0, bus = 0, bad = 0, spurious = 0;
+	long ok = 0, bus = 0, segv = 0, bad = 0, spurious = 0;
 
 	while (!__atomic_load_n(&race->stop, __ATOMIC_ACQUIRE)) {
 		__u64 r = rnd(&state), page = (r >> 8) % (race->size / pg), val;
 		char *base = race->maps[r & 1];
-		bool write = (r & 6) == 0, done;
-		int g1, g2;
+		bool write = (r & 6) == 0;
+		int g1, g2, sig;
 
 		g1 = __atomic_load_n(&race->gen, __ATOMIC_ACQUIRE);
 		val = __atomic_load_n(&race->late, __ATOMIC_ACQUIRE) ?
 		      LATE_MAGIC : (__u64)g1 << 32 | page;
-		done = try_access(slot, (__u64 *)(base + page * pg + 8), &val, write);
+		sig = access_sig(slot, (__u64 *)(base + page * pg + 8), &val, write);
 		g2 = __atomic_load_n(&race->gen, __ATOMIC_ACQUIRE);
-		if (!done) {
+		if (sig == SIGSEGV) {
+			/* a hole or a read-only part the main thread made */
+			segv++;
+			continue;
+		}
+		if (sig) {
 			bus++;
 			/* the whole access ran while the memory was there */
 			spurious += race->strict && g1 == g2 && !(g1 & 1) &&
@@ -172,6 +196,7 @@ static void *accessor(void *arg)
 	}
 	__atomic_fetch_add(&race->ok, ok, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&race->bus, bus, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&race->segv, segv, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&race->violations, bad, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&race->spurious, spurious, __ATOMIC_RELAXED);
 	return NULL;
@@ -217,6 +242,7 @@ FIXTURE_SETUP(dmabuf_stress)
 	if (self->bar < 0)
 		SKIP(return, "%s: no mmap-able BAR of at least 8 MiB", device_bdf);
 	ASSERT_EQ(0, sigaction(SIGBUS, &sa, NULL));
+	ASSERT_EQ(0, sigaction(SIGSEGV, &sa, NULL));
 	self->seed = env_u64("VFIO_DMABUF_STRESS_SEED", time(NULL) ^ getpid());
 	self->seconds = env_u64("VFIO_DMABUF_STRESS_SECONDS", 4);
 	TH_LOG("seed %#llx (VFIO_DMABUF_STRESS_SEED), %d s",
@@ -293,14 +319,52 @@ static void race_stop(struct race *race, pthread_t *threads)
 }
 
 /*
- * Faults race memory decode toggles, device resets, iommufd imports and
- * other dma-bufs' exports, then a permanent REVOKE: no access while
+ * Changes pages [@first, @first + @n) of mapping @map under the accessors
+ * (splitting the PMD entries of the first): replaced by a new mapping of
+ * the same pages in one step, unmapped and mapped again after a moment,
+ * or write-protected for a moment. Returns 0 or -errno.
+ */
+static int remap_part(struct race *race, int fd, int map, __u64 first, __u64 n,
+		      __u64 r)
+{
+	const __u64 pg = getpagesize();
+	char *addr = race->maps[map] + first * pg;
+	int prot = PROT_READ | PROT_WRITE;
+
+	switch (r % 3) {
+	case 0:
+		if (mmap(addr, n * pg, prot, MAP_SHARED | MAP_FIXED, fd,
+			 first * pg) != addr)
+			return -errno;
+		return 0;
+	case 1:
+		if (munmap(addr, n * pg))
+			return -errno;
+		sleep_us(r % 500);
+		/* nothing else may have taken the hole */
+		if (mmap(addr, n * pg, prot, MAP_SHARED | MAP_FIXED_NOREPLACE, fd,
+			 first * pg) != addr)
+			return -errno;
+		return 0;
+	default:
+		if (mprotect(addr, n * pg, PROT_READ))
+			return -errno;
+		sleep_us(r % 500);
+		return mprotect(addr, n * pg, prot) ? -errno : 0;
+	}
+}
+
+/*
+ * Faults race memory decode toggles, device resets, iommufd imports,
+ * other dma-bufs' exports and changes to the mapping (split, replaced,
+ * unmapped for a moment), then a permanent REVOKE: no access while
  * revoked, none after, no late write in the BAR.
  */
 TEST_F_TIMEOUT(dmabuf_stress, faults_race_revocations, 300)
 {
 	struct vfio_region_dma_range other = { .offset = 0, .length = SZ_2M };
 	long toggles = 0, resets = 0, imports = 0, exports = 0, import_errs = 0;
+	long remaps = 0;
 	pthread_t threads[NR_ACCESSORS];
 	__u64 state = self->seed;
 	struct race race;
@@ -313,7 +377,9 @@ TEST_F_TIMEOUT(dmabuf_stress, faults_race_revocations, 300)
 
 	end = time(NULL) + self->seconds;
 	while (time(NULL) < end) {
-		switch (rnd(&state) % 4) {
+		__u64 r = rnd(&state), first, n;
+
+		switch (r % 5) {
 		case 0:
 			vfio_pci_cmd_clear(self->device, PCI_COMMAND_MEMORY);
 			gen_step(&race);
@@ -335,11 +401,19 @@ TEST_F_TIMEOUT(dmabuf_stress, faults_race_revocations, 300)
 				EXPECT_EQ(0, ioas_unmap(self->iommu, STRESS_IOVA, race.size));
 			imports++;
 			break;
-		default:
+		case 3:
 			ret = dmabuf_export(self->device->fd, self->bar, &other, 1);
 			ASSERT_GE(ret, 0);
 			close(ret);
 			exports++;
+			break;
+		default:
+			/* up to 1 MiB anywhere in either mapping */
+			first = (r >> 8) % (race.size / self->pg);
+			n = 1 + (r >> 32) % (SZ_1M / self->pg);
+			n = n < race.size / self->pg - first ? n : race.size / self->pg - first;
+			ASSERT_EQ(0, remap_part(&race, fd, (r >> 62) & 1, first, n, r >> 4));
+			remaps++;
 			break;
 		}
 		sleep_us(rnd(&state) % 1000);
@@ -352,10 +426,10 @@ TEST_F_TIMEOUT(dmabuf_stress, faults_race_revocations, 300)
 	sleep_us(200000);
 	race_stop(&race, threads);
 
-	TH_LOG("%ld memory toggles, %ld resets, %ld imports (%ld refused), %ld exports",
-	       toggles, resets, imports, import_errs, exports);
-	TH_LOG("%ld accesses, %ld SIGBUS, %ld while revoked (first in generation %ld)",
-	       race.ok, race.bus, race.violations, race.first_violation_gen);
+	TH_LOG("%ld memory toggles, %ld resets, %ld imports (%ld refused), %ld exports, %ld remaps",
+	       toggles, resets, imports, import_errs, exports, remaps);
+	TH_LOG("%ld accesses, %ld SIGBUS, %ld SIGSEGV, %ld while revoked (first in generation %ld)",
+	       race.ok, race.bus, race.segv, race.violations, race.first_violation_gen);
 	EXPECT_EQ(0, race.violations);
 	EXPECT_GT(race.ok, 0);
 	EXPECT_GT(race.bus, 0);
@@ -541,18 +615,67 @@ TEST_F(dmabuf_stress, vma_operations)
 }
 
 /*
+ * O_DIRECT I/O between the RAM disk and @p, one page each way: the disk's
+ * second block is written from @p, then @p is read from the first block,
+ * which holds @disk_val. Returns how many of the two moved any data, and
+ * logs the answers.
+ */
+static int direct_io(struct __test_metadata *_metadata, int ram, __u64 *p,
+		     __u64 val, __u64 disk_val, const char *when)
+{
+	const size_t pg = getpagesize();
+	__u64 *blk;
+	ssize_t n;
+	int moved = 0;
+
+	ASSERT_EQ(0, posix_memalign((void **)&blk, pg, pg));
+	memset(blk, 0, pg);
+	blk[0] = disk_val;
+	ASSERT_EQ(pg, pwrite(ram, blk, pg, 0));
+	memset(blk, 0, pg);
+	ASSERT_EQ(pg, pwrite(ram, blk, pg, pg));
+
+	/* DMA from the mapping: get_user_pages() for reading */
+	n = pwrite(ram, p, pg, pg);
+	TH_LOG("O_DIRECT write from the mapping %s: %zd (%s)", when, n,
+	       n < 0 ? strerror(errno) : "ok");
+	if (n < 0)
+		EXPECT_EQ(EFAULT, errno);
+	if (n > 0) {
+		moved++;
+		ASSERT_EQ(pg, pread(ram, blk, pg, pg));
+		EXPECT_EQ(val, blk[0]);
+	}
+
+	/* DMA into the mapping: get_user_pages() for writing */
+	n = pread(ram, p, pg, 0);
+	TH_LOG("O_DIRECT read into the mapping %s: %zd (%s)", when, n,
+	       n < 0 ? strerror(errno) : "ok");
+	if (n < 0)
+		EXPECT_EQ(EFAULT, errno);
+	moved += n > 0;
+	free(blk);
+	return moved;
+}
+
+/*
  * get_user_pages() users on a dma-buf mapping: the memory has no struct
  * page, so each either fails with an errno or, through the VMA's access
  * method, reads what the dma-buf holds; after the revoke none reads
- * anything.
+ * anything and none writes to the BAR. The users are this process and
+ * another one (a child that has the mapping too), and O_DIRECT I/O with
+ * a RAM disk (brd, /dev/ram0) when the kernel has one.
  */
 TEST_F(dmabuf_stress, gup_users)
 {
 	struct vfio_region_dma_range r = { .offset = SZ_2M + SZ_1M, .length = self->pg };
 	__u64 *p, val = 0x6775705f75736572ULL, buf[4];
+	__u64 *bar = self->device->bars[self->bar].vaddr + r.offset;
 	struct iovec local = { .iov_base = buf, .iov_len = sizeof(buf) };
+	int fd, mem, child_mem, pipefd[2], to_child[2], round, ram, status;
 	struct iovec remote, iov;
-	int fd, mem, pipefd[2], round;
+	char path[64];
+	pid_t pid;
 	ssize_t n;
 
 	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
@@ -565,9 +688,26 @@ TEST_F(dmabuf_stress, gup_users)
 	mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
 	ASSERT_GE(mem, 0);
 	ASSERT_EQ(0, pipe(pipefd));
+	ASSERT_EQ(0, pipe(to_child));
+	ram = open("/dev/ram0", O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (ram < 0)
+		TH_LOG("no O_DIRECT I/O: /dev/ram0: %s", strerror(errno));
+
+	/* a process that has the mapping too, and waits */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		char c;
+
+		_exit(read(to_child[0], &c, 1) == 1 ? 0 : 1);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	child_mem = open(path, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(child_mem, 0);
 
 	for (round = 0; round < 2; round++) {
 		const char *when = round ? "after the revoke" : "before the revoke";
+		__u64 late = LATE_MAGIC;
 
 		memset(buf, 0, sizeof(buf));
 		n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
@@ -581,15 +721,45 @@ TEST_F(dmabuf_stress, gup_users)
 		if (n > 0)
 			EXPECT_TRUE(!round && buf[0] == val);
 
+		/* another process's mapping, read and written from here */
+		memset(buf, 0, sizeof(buf));
+		n = pread(child_mem, buf, sizeof(buf), (off_t)(unsigned long)p);
+		TH_LOG("/proc/%d/mem read %s: %zd (%s)", pid, when, n,
+		       n < 0 ? strerror(errno) : "ok");
+		if (n > 0)
+			EXPECT_TRUE(!round && buf[0] == val);
+		if (round) {
+			n = pwrite(child_mem, &late, sizeof(late),
+				   (off_t)(unsigned long)(p + 1));
+			TH_LOG("/proc/%d/mem write %s: %zd (%s)", pid, when, n,
+			       n < 0 ? strerror(errno) : "ok");
+			EXPECT_GT(0, n);
+		}
+
 		n = vmsplice(pipefd[1], &iov, 1, 0);
 		TH_LOG("vmsplice %s: %zd (%s)", when, n, n < 0 ? strerror(errno) : "ok");
 		if (n > 0) {
 			EXPECT_EQ(n, read(pipefd[0], buf, n));
 			EXPECT_TRUE(!round && buf[0] == val);
 		}
+
+		/* the disk's LATE_MAGIC may not reach the BAR after the revoke */
+		if (ram >= 0)
+			EXPECT_EQ(0, round * direct_io(_metadata, ram, p, val,
+						       round ? LATE_MAGIC : val, when));
 		if (!round)
 			ASSERT_EQ(0, dmabuf_revoke(self->device->fd, fd));
 	}
+	EXPECT_NE(LATE_MAGIC, READ_ONCE(bar[0]));
+	EXPECT_NE(LATE_MAGIC, READ_ONCE(bar[1]));
+	ASSERT_EQ(1, write(to_child[1], "x", 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status));
+	if (ram >= 0)
+		close(ram);
+	close(child_mem);
+	close(to_child[0]);
+	close(to_child[1]);
 	close(pipefd[0]);
 	close(pipefd[1]);
 	close(mem);

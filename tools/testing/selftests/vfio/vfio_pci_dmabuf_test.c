@@ -938,6 +938,112 @@ TEST_F(vfio_pci_dmabuf, mmap_unaligned)
 	ASSERT_EQ(0, close(fd2));
 }
 
+/* Whether faults can map 2 MiB entries: 4 KiB pages and PMD-sized THP */
+static bool pmd_is_2m(void)
+{
+	char buf[32] = "";
+	FILE *f;
+
+	if (getpagesize() != 4096)
+		return false;
+	f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return strtoul(buf, NULL, 0) == SZ_2M;
+}
+
+/* Reads every page of [@p, @p + @len); returns the faults it took. */
+static long touch_pages(char *p, __u64 len)
+{
+	long faults = minor_faults();
+	__u64 off;
+
+	for (off = 0; off < len; off += getpagesize())
+		READ_ONCE(*(__u64 *)(p + off));
+	return minor_faults() - faults;
+}
+
+/*
+ * mmap(NULL), as users call it, places a dma-buf mapping where its faults
+ * can be PMD sized: 4 MiB at offset 0 of a 2 MiB aligned range takes two
+ * faults. A mapping from one page in lies one page off 2 MiB alignment,
+ * so that its second block still takes one fault, and an odd length only
+ * adds pages at the end. Of two ranges, the second one aligned as its
+ * offset in the dma-buf is, the second gets PMD entries. A range one page
+ * off 2 MiB alignment in the BAR is placed for nothing in particular, and
+ * reads the BAR.
+ */
+TEST_F(vfio_pci_dmabuf, mmap_null_placement)
+{
+	const __u64 pg = getpagesize();
+	struct vfio_region_dma_range r = { .offset = SZ_4M, .length = SZ_4M + pg };
+	struct vfio_region_dma_range two[] = {
+		{ .offset = SZ_8M + pg, .length = SZ_2M },
+		{ .offset = SZ_4M, .length = SZ_4M },
+	};
+	struct vfio_region_dma_range odd = { .offset = SZ_8M + pg, .length = SZ_4M };
+	void *bar = self->device->bars[self->bar].vaddr;
+	char *p;
+	__u64 off;
+	long faults;
+	int fd;
+
+	if (self->bar_size < SZ_16M || bar_phys(device_bdf, self->bar) % SZ_2M)
+		SKIP(return, "needs a 2 MiB aligned BAR of at least 16 MiB");
+	if (!pmd_is_2m())
+		SKIP(return, "needs 4 KiB pages and 2 MiB PMD entries");
+	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(fd, 0);
+
+	p = mmap(NULL, SZ_4M, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(0, (unsigned long)p % SZ_2M) TH_LOG("placed at %p", p);
+	EXPECT_EQ(2, touch_pages(p, SZ_4M));
+	ASSERT_EQ(0, munmap(p, SZ_4M));
+
+	p = mmap(NULL, SZ_4M - pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, pg);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(pg, (unsigned long)p % SZ_2M) TH_LOG("placed at %p", p);
+	EXPECT_EQ(SZ_2M / pg, touch_pages(p, SZ_4M - pg));
+	ASSERT_EQ(0, munmap(p, SZ_4M - pg));
+
+	p = mmap(NULL, SZ_4M + pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(0, (unsigned long)p % SZ_2M) TH_LOG("placed at %p", p);
+	EXPECT_EQ(3, touch_pages(p, SZ_4M + pg));
+	ASSERT_EQ(0, munmap(p, SZ_4M + pg));
+	ASSERT_EQ(0, close(fd));
+
+	/* 512 pages of the first range, two PMD entries of the second */
+	fd = dmabuf_export(self->device->fd, self->bar, two, 2);
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, SZ_2M + SZ_4M, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(0, (unsigned long)p % SZ_2M) TH_LOG("placed at %p", p);
+	EXPECT_EQ(SZ_2M / pg + 2, touch_pages(p, SZ_2M + SZ_4M));
+	ASSERT_EQ(0, munmap(p, SZ_2M + SZ_4M));
+	ASSERT_EQ(0, close(fd));
+
+	fd = dmabuf_export(self->device->fd, self->bar, &odd, 1);
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, SZ_4M, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	for (off = 0; off < SZ_4M; off += pg)
+		WRITE_ONCE(*(__u64 *)(bar + odd.offset + off), off ^ PATTERN_MAGIC);
+	faults = minor_faults();
+	for (off = 0; off < SZ_4M; off += pg)
+		ASSERT_EQ(off ^ PATTERN_MAGIC, READ_ONCE(*(__u64 *)(p + off)));
+	faults = minor_faults() - faults;
+	/* pages, unless chance put it one page off 2 MiB alignment too */
+	if (((unsigned long)p - pg) % SZ_2M)
+		EXPECT_EQ(SZ_4M / pg, faults);
+	ASSERT_EQ(0, munmap(p, SZ_4M));
+	ASSERT_EQ(0, close(fd));
+}
+
 /*
  * Revoke zaps every mapping for good: accesses raise SIGBUS, new mmaps,
  * imports and a second revoke fail, also after memory decode comes back.
