@@ -9,16 +9,36 @@
  * ratio does.
  *
  *   dmabuf_bench BDF
+ *   dmabuf_bench -o FILE [-n REPS] [-s MAX_SIZE] BDF
  *
- * Output is TAP: the ratios as comments, and as tests what must hold
+ * The first form is the quick comparison that tools/test runs. Its
+ * output is TAP: the ratios as comments, and as tests what must hold
  * whatever the timings: every dma-buf came from the exporter asked for,
  * both exporters took the same number of faults for the same accesses,
  * and a revoked mapping raises SIGBUS.
  *
+ * The second form is tools/bench's: one row per measurement to FILE
+ * (TSV: bench, variant, parameter, who, repetition, ns, page faults),
+ * REPS repetitions (default 15) of every measurement for the BAR mmap of
+ * the device fd and for the dma-bufs of both exporters, in an order that
+ * rotates between repetitions:
+ *   touch/pass  first touch of every page of a mapping of the first N
+ *               bytes of the BAR, N from 2 MiB to the whole BAR (or
+ *               MAX_SIZE), then a second pass over the mapped pages;
+ *               mapped at an address aligned to 1 GiB ("aligned"), one
+ *               page off it ("unaligned"), or where mmap(NULL) put it
+ *               ("null")
+ *   export      export + close of a dma-buf of 1..64 ranges
+ *   import      IOMMU_IOAS_MAP_FILE + IOMMU_IOAS_UNMAP of such a dma-buf
+ *   revoke      DMA_BUF_REVOKE of a dma-buf with 1..256 live mmaps, or
+ *               1..256 iommufd imports
+ * tools/bench turns the rows into medians, ratios, a table and a plot.
+ *
  * Built by tools/selftests against the VFIO selftests' libvfio; run by
- * tools/guest/run-vfio-tests in the no-IOMMU boot.
+ * tools/guest/run-vfio-tests in the no-IOMMU boot, and by tools/bench.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -37,6 +57,7 @@
 #define ROUNDS		8	/* even: each exporter goes first as often */
 #define SZ_64K		(64UL << 10)
 #define SZ_2M		(2UL << 20)
+#define SZ_1G		(1UL << 30)
 #define IOVA		(1ULL << 32)
 #define RUST_PARAM	"/sys/module/vfio_pci_core/parameters/dmabuf_rust"
 
@@ -269,16 +290,288 @@ static double median(double *v, int n)
 	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
+/* --- tools/bench: the full measurements, as TSV rows --- */
+
+static FILE *tsv;
+static int reps = 15;
+static unsigned long max_size;
+
+static void row(const char *bench, const char *variant, unsigned long param,
+		const char *who, int rep, double ns, long faults)
+{
+	fprintf(tsv, "%s\t%s\t%lu\t%s\t%d\t%.0f\t%ld\n", bench, variant, param,
+		who, rep, ns, faults);
+}
+
+static const char *const who_name[3] = { "c", "rust", "bar" };
+#define BAR_MMAP 2
+
+/*
+ * Map the first len bytes of the BAR, through the device fd (who ==
+ * BAR_MMAP) or a dma-buf fd, at an address aligned to 1 GiB, one page
+ * off it, or where mmap(NULL) puts it. Returns the mapping; *res and
+ * *res_len are what to munmap().
+ */
+static char *map_bar(int who, int fd, unsigned long len, const char *variant,
+		     char **res, unsigned long *res_len)
+{
+	off_t off = who == BAR_MMAP ? device->bars[BAR].info.offset : 0;
+	char *p;
+
+	if (!strcmp(variant, "null")) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
+		if (p == MAP_FAILED)
+			bail("mmap(NULL)", errno);
+		*res = p;
+		*res_len = len;
+		return p;
+	}
+	*res_len = len + SZ_1G + page_size;
+	*res = mmap(NULL, *res_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*res == MAP_FAILED)
+		bail("mmap of the reservation", errno);
+	p = (char *)(((unsigned long)*res + SZ_1G - 1) & ~(SZ_1G - 1));
+	if (!strcmp(variant, "unaligned"))
+		p += page_size;
+	if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+		 off) != p)
+		bail("mmap", errno);
+	return p;
+}
+
+/* read one byte of every page: ns, and page faults in *faults */
+static double touch(const char *p, unsigned long len, long *faults)
+{
+	unsigned long off;
+	double t;
+
+	*faults = minor_faults();
+	t = now_ns();
+	for (off = 0; off < len; off += page_size)
+		(void)*(const volatile char *)(p + off);
+	t = now_ns() - t;
+	*faults = minor_faults() - *faults;
+	return t;
+}
+
+/*
+ * Mappings smaller than this are mapped, touched and unmapped again until
+ * this much was touched, and the times summed: single passes over a few
+ * MiB are too short to time under TCG.
+ */
+#define TOUCH_MIN	(64UL << 20)
+
+static const char *const variants[] = { "aligned", "unaligned", "null" };
+
+/* first touch and a second pass of the first @len bytes of the BAR */
+static void bench_touch(unsigned long len, int v, int who, int rep)
+{
+	unsigned long n = len < TOUCH_MIN ? TOUCH_MIN / len : 1;
+	unsigned long res_len, i;
+	double t_first = 0, t_pass = 0;
+	long faults = -1, f;
+	char *p, *res;
+	int fd;
+
+	for (i = 0; i < n; i++) {
+		fd = device->fd;
+		if (who != BAR_MMAP) {
+			fd = export(0, len);
+			if (!made_by(fd, who))
+				bail("dma-buf of the wrong exporter", EINVAL);
+		}
+		p = map_bar(who, fd, len, variants[v], &res, &res_len);
+		t_first += touch(p, len, &f);
+		/* the faults of one mapping: the largest, if they differ */
+		faults = f > faults ? f : faults;
+		t_pass += touch(p, len, &f);
+		munmap(res, res_len);
+		if (who != BAR_MMAP)
+			close(fd);
+	}
+	row("touch", variants[v], len, who_name[who], rep, t_first / n, faults);
+	row("pass", variants[v], len, who_name[who], rep, t_pass / n, 0);
+}
+
+/* n ranges of 64 KiB, 128 KiB apart: a dma-buf of n discontiguous pieces */
+static int export_ranges(int n)
+{
+	static struct vfio_region_dma_range r[256];
+	int i, fd;
+
+	for (i = 0; i < n; i++) {
+		r[i].offset = i * 2 * SZ_64K;
+		r[i].length = SZ_64K;
+	}
+	fd = dmabuf_export(device->fd, BAR, r, n);
+	if (fd < 0)
+		bail("export", -fd);
+	return fd;
+}
+
+/* export+close, and iommufd import+unmap, of a dma-buf of @n ranges */
+static void bench_export_import(int n, int who, int rep)
+{
+	const int ops = 32;
+	int i, fd, ret;
+	double t;
+
+	t = now_ns();
+	for (i = 0; i < ops; i++)
+		close(export_ranges(n));
+	row("export", "ranges", n, who_name[who], rep, (now_ns() - t) / ops, 0);
+
+	fd = export_ranges(n);
+	t = now_ns();
+	for (i = 0; i < ops; i++) {
+		ret = ioas_map_file(iommu, fd, 0, n * SZ_64K, IOVA);
+		if (ret)
+			bail("IOMMU_IOAS_MAP_FILE", -ret);
+		ret = ioas_unmap(iommu, IOVA, n * SZ_64K);
+		if (ret)
+			bail("IOMMU_IOAS_UNMAP", -ret);
+	}
+	row("import", "ranges", n, who_name[who], rep, (now_ns() - t) / ops, 0);
+	close(fd);
+}
+
+/* each revoke measurement is the mean of this many revokes */
+#define REVOKES		4
+
+/* revoke of a dma-buf with @n live mmaps, and with @n iommufd imports */
+static void bench_revoke(int n, int who, int rep)
+{
+	static char *p[256];
+	double t_mmaps = 0, t_imports = 0, t;
+	int i, k, fd, ret;
+	bool good = true;
+
+	for (k = 0; k < REVOKES; k++) {
+		fd = export(SZ_2M, SZ_64K);
+		for (i = 0; i < n; i++) {
+			p[i] = mmap(NULL, SZ_64K, PROT_READ | PROT_WRITE,
+				    MAP_SHARED, fd, 0);
+			if (p[i] == MAP_FAILED)
+				bail("mmap of the dma-buf", errno);
+			p[i][(i * page_size) % SZ_64K] = (char)i;
+		}
+		t = now_ns();
+		revoke_dmabuf(fd);
+		t_mmaps += now_ns() - t;
+		for (i = 0; i < n; i++) {
+			good &= sigbus((__u64 *)(p[i] + (i * page_size) % SZ_64K));
+			munmap(p[i], SZ_64K);
+		}
+		close(fd);
+
+		fd = export(SZ_2M, SZ_64K);
+		for (i = 0; i < n; i++) {
+			ret = ioas_map_file(iommu, fd, 0, SZ_64K, IOVA + i * SZ_2M);
+			if (ret)
+				bail("IOMMU_IOAS_MAP_FILE", -ret);
+		}
+		t = now_ns();
+		revoke_dmabuf(fd);
+		t_imports += now_ns() - t;
+		for (i = 0; i < n; i++) {
+			ret = ioas_unmap(iommu, IOVA + i * SZ_2M, SZ_64K);
+			if (ret)
+				bail("IOMMU_IOAS_UNMAP after the revoke", -ret);
+		}
+		close(fd);
+	}
+	if (!good)
+		bail("a revoked mapping did not raise SIGBUS", EINVAL);
+	row("revoke", "mmaps", n, who_name[who], rep, t_mmaps / REVOKES, 0);
+	row("revoke", "imports", n, who_name[who], rep, t_imports / REVOKES, 0);
+}
+
+/* who: the BAR mmap or an exporter, the next dma-bufs of which it makes */
+static void use(int who)
+{
+	if (who != BAR_MMAP)
+		use_exporter(who);
+}
+
+/*
+ * Repetition -1 warms up and is not written. Each measurement is taken
+ * for the BAR mmap and both exporters (or both exporters) back to back,
+ * in an order that rotates from one measurement to the next, so that a
+ * drift of the machine weighs on all alike and each ratio compares times
+ * taken moments apart.
+ */
+static int run_full(void)
+{
+	unsigned long len;
+	int r, i, v, n, k;
+
+	if (!max_size || max_size > bar_size)
+		max_size = bar_size;
+	for (r = -1; r < reps; r++) {
+		FILE *out = tsv;
+
+		if (r < 0)
+			tsv = fopen("/dev/null", "w");
+		k = r + 1;
+		for (len = SZ_2M; len <= max_size; len = len * 4 > max_size &&
+		     len < max_size ? max_size : len * 4) {
+			for (v = 0; v < 3; v++, k++) {
+				for (i = 0; i < 3; i++) {
+					use((i + k) % 3);
+					bench_touch(len, v, (i + k) % 3, r);
+				}
+			}
+		}
+		for (n = 1; n <= 64; n *= 4, k++) {
+			for (i = 0; i < 2; i++) {
+				use((i + k) % 2);
+				bench_export_import(n, (i + k) % 2, r);
+			}
+		}
+		for (n = 1; n <= 256; n *= 4, k++) {
+			for (i = 0; i < 2; i++) {
+				use((i + k) % 2);
+				bench_revoke(n, (i + k) % 2, r);
+			}
+		}
+		if (r < 0) {
+			fclose(tsv);
+			tsv = out;
+		}
+		fflush(tsv);
+		fprintf(stderr, "dmabuf_bench: repetition %d of %d done\n", r + 1, reps);
+	}
+	use_exporter(0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const int nb = sizeof(benches) / sizeof(benches[0]);
 	double t[sizeof(benches) / sizeof(benches[0])][2][ROUNDS];
 	long faults[sizeof(benches) / sizeof(benches[0])][2][ROUNDS];
 	bool good[sizeof(benches) / sizeof(benches[0])][2];
-	int b, r, e, ntests = nb;
+	int b, r, e, opt, ntests = nb;
+	const char *out = NULL;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s BDF\n", argv[0]);
+	while ((opt = getopt(argc, argv, "o:n:s:")) != -1) {
+		switch (opt) {
+		case 'o':
+			out = optarg;
+			break;
+		case 'n':
+			reps = atoi(optarg);
+			break;
+		case 's':
+			max_size = strtoul(optarg, NULL, 0);
+			break;
+		default:
+			argc = 0;
+		}
+	}
+	if (argc != optind + 1 || reps < 1) {
+		fprintf(stderr, "usage: %s [-o FILE [-n REPS] [-s MAX_SIZE]] BDF\n",
+			argv[0]);
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -288,10 +581,21 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	iommu = iommu_init(default_iommu_mode);
-	device = vfio_pci_device_init(argv[1], iommu);
+	device = vfio_pci_device_init(argv[optind], iommu);
 	bar_size = device->bars[BAR].info.size;
 	if (bar_size < 4 * SZ_2M) {
-		printf("1..0 # SKIP BAR%d of %s is smaller than 8 MiB\n", BAR, argv[1]);
+		printf("1..0 # SKIP BAR%d of %s is smaller than 8 MiB\n", BAR, argv[optind]);
+		return 0;
+	}
+	if (out) {
+		tsv = fopen(out, "w");
+		if (!tsv)
+			bail(out, errno);
+		fprintf(tsv, "bench\tvariant\tparam\twho\trep\tns\tfaults\n");
+		run_full();
+		fclose(tsv);
+		vfio_pci_device_cleanup(device);
+		iommu_cleanup(iommu);
 		return 0;
 	}
 

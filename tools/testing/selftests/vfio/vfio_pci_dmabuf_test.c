@@ -967,6 +967,40 @@ static long touch_pages(char *p, __u64 len)
 }
 
 /*
+ * Reads the first and the last page of each @block of [@p, @p + @len);
+ * returns the faults it took: one per block mapped with entries of
+ * @block or more, two per block mapped with pages.
+ */
+static long touch_blocks(char *p, __u64 len, __u64 block)
+{
+	long faults = minor_faults();
+	__u64 off;
+
+	for (off = 0; off < len; off += block) {
+		READ_ONCE(*(__u64 *)(p + off));
+		READ_ONCE(*(__u64 *)(p + off + block - getpagesize()));
+	}
+	return minor_faults() - faults;
+}
+
+/*
+ * Whether @faults is what touch_blocks(@p, @size, SZ_2M) takes over a
+ * mapping of a whole BAR of @size bytes placed for huge entries: one per
+ * 2 MiB, or one per 1 GiB where the mapping is 1 GiB aligned and the
+ * architecture maps MMIO with PUD entries (x86-64 does).
+ */
+static bool huge_faults_ok(char *p, __u64 size, long faults)
+{
+	if (size < SZ_1G || (unsigned long)p % SZ_1G)
+		return faults == size / SZ_2M;
+#ifdef __x86_64__
+	return faults == size / SZ_1G;
+#else
+	return faults == size / SZ_1G || faults == size / SZ_2M;
+#endif
+}
+
+/*
  * mmap(NULL), as users call it, places a dma-buf mapping where its faults
  * can be PMD sized: 4 MiB at offset 0 of a 2 MiB aligned range takes two
  * faults. A mapping from one page in lies one page off 2 MiB alignment,
@@ -974,7 +1008,8 @@ static long touch_pages(char *p, __u64 len)
  * adds pages at the end. Of two ranges, the second one aligned as its
  * offset in the dma-buf is, the second gets PMD entries. A range one page
  * off 2 MiB alignment in the BAR is placed for nothing in particular, and
- * reads the BAR.
+ * reads the BAR. A mapping of the whole BAR takes one fault per 2 MiB, or
+ * per 1 GiB where the BAR is that big and PUD entries map MMIO.
  */
 TEST_F(vfio_pci_dmabuf, mmap_null_placement)
 {
@@ -1042,6 +1077,75 @@ TEST_F(vfio_pci_dmabuf, mmap_null_placement)
 		EXPECT_EQ(SZ_4M / pg, faults);
 	ASSERT_EQ(0, munmap(p, SZ_4M));
 	ASSERT_EQ(0, close(fd));
+
+	/* the whole BAR: PMD entries, or PUD entries where it is 1 GiB */
+	r.offset = 0;
+	r.length = self->bar_size;
+	fd = dmabuf_export(self->device->fd, self->bar, &r, 1);
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, r.length, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	faults = touch_blocks(p, r.length, SZ_2M);
+	EXPECT_TRUE(huge_faults_ok(p, r.length, faults))
+		TH_LOG("%ld faults at %p", faults, p);
+	ASSERT_EQ(0, munmap(p, r.length));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * mmap(NULL) of a BAR through the device fd is placed as a dma-buf's is:
+ * 4 MiB from a 2 MiB aligned offset takes two faults, also when mapped
+ * again right below the first mapping and a page (where a page-aligned
+ * placement would put it one page off); from one page in, 512; the whole
+ * BAR one per 2 MiB, or per 1 GiB where the mapping got 1 GiB aligned
+ * and the architecture maps MMIO with PUD entries (x86-64 does).
+ */
+TEST_F(vfio_pci_dmabuf, bar_mmap_null_placement)
+{
+	const __u64 pg = getpagesize();
+	const __u64 region = self->device->bars[self->bar].info.offset;
+	const int dev = self->device->fd;
+	char *p, *q, *gap;
+	long faults;
+
+	if (self->bar_size < SZ_16M || bar_phys(device_bdf, self->bar) % SZ_2M)
+		SKIP(return, "needs a 2 MiB aligned BAR of at least 16 MiB");
+	if (!pmd_is_2m())
+		SKIP(return, "needs 4 KiB pages and 2 MiB PMD entries");
+
+	p = mmap(NULL, SZ_4M, PROT_READ | PROT_WRITE, MAP_SHARED, dev,
+		 region + SZ_4M);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(0, (unsigned long)p % SZ_2M) TH_LOG("placed at %p", p);
+	EXPECT_EQ(2, touch_pages(p, SZ_4M));
+	/* a page right below it, so that the next search starts off alignment */
+	gap = mmap(p - pg, pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+		   MAP_FIXED_NOREPLACE, -1, 0);
+	q = mmap(NULL, SZ_4M, PROT_READ | PROT_WRITE, MAP_SHARED, dev,
+		 region + SZ_4M);
+	ASSERT_NE(MAP_FAILED, q);
+	EXPECT_EQ(0, (unsigned long)q % SZ_2M) TH_LOG("placed at %p", q);
+	EXPECT_EQ(2, touch_pages(q, SZ_4M));
+	ASSERT_EQ(0, munmap(q, SZ_4M));
+	if (gap != MAP_FAILED)
+		ASSERT_EQ(0, munmap(gap, pg));
+	ASSERT_EQ(0, munmap(p, SZ_4M));
+
+	p = mmap(NULL, SZ_4M - pg, PROT_READ | PROT_WRITE, MAP_SHARED, dev,
+		 region + SZ_4M + pg);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(pg, (unsigned long)p % SZ_2M) TH_LOG("placed at %p", p);
+	EXPECT_EQ(SZ_2M / pg, touch_pages(p, SZ_4M - pg));
+	ASSERT_EQ(0, munmap(p, SZ_4M - pg));
+
+	p = mmap(NULL, self->bar_size, PROT_READ | PROT_WRITE, MAP_SHARED, dev,
+		 region);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(0, (unsigned long)p % SZ_2M) TH_LOG("placed at %p", p);
+	faults = touch_blocks(p, self->bar_size, SZ_2M);
+	EXPECT_TRUE(huge_faults_ok(p, self->bar_size, faults))
+		TH_LOG("%ld faults at %p", faults, p);
+	ASSERT_EQ(0, munmap(p, self->bar_size));
 }
 
 /*
