@@ -48,6 +48,15 @@ def ratio(t, a, b):
     return q2, q1, q3
 
 
+def cases(t, bench, sizes, variants):
+    """(size, variant, {who: key}) of each measurement of bench that was taken."""
+    for s in sizes:
+        for v in variants:
+            k = {w: (bench, v, s, w) for w in WHO}
+            if k["bar"] in t:
+                yield s, v, k
+
+
 def fmt(x):
     if x is None:
         return "-"
@@ -106,35 +115,27 @@ def main(src, dst):
               "over the BAR mmap's, same variant; `Rust/C`: the two exporters.\n")
     md.append("| size | variant | faults BAR | faults C | faults Rust | C/BAR | Rust/BAR | Rust/C |")
     md.append("|---|---|---|---|---|---|---|---|")
-    for s in sizes:
-        for v in variants:
-            k = {w: ("touch", v, s, w) for w in WHO}
-            if k["bar"] not in t:
-                continue
-            cb, rb, rc = ratio(t, k["c"], k["bar"]), ratio(t, k["rust"], k["bar"]), \
-                ratio(t, k["rust"], k["c"])
-            md.append(f"| {size_str(s)} | {v} | {faults(f, k['bar'])} | {faults(f, k['c'])} | "
-                      f"{faults(f, k['rust'])} | {fmt(cb)} | {fmt(rb)} | {fmt(rc)} |")
-            for w in WHO:
-                summary.append(("touch", v, s, f"faults {w}", faults(f, k[w]), "", ""))
-            for name, x in (("C/BAR", cb), ("Rust/BAR", rb), ("Rust/C", rc)):
-                if x:
-                    summary.append(("touch", v, s, name, *(f"{y:.3f}" for y in x)))
+    for s, v, k in cases(t, "touch", sizes, variants):
+        cb, rb, rc = ratio(t, k["c"], k["bar"]), ratio(t, k["rust"], k["bar"]), \
+            ratio(t, k["rust"], k["c"])
+        md.append(f"| {size_str(s)} | {v} | {faults(f, k['bar'])} | {faults(f, k['c'])} | "
+                  f"{faults(f, k['rust'])} | {fmt(cb)} | {fmt(rb)} | {fmt(rc)} |")
+        for w in WHO:
+            summary.append(("touch", v, s, f"faults {w}", faults(f, k[w]), "", ""))
+        for name, x in (("C/BAR", cb), ("Rust/BAR", rb), ("Rust/C", rc)):
+            if x:
+                summary.append(("touch", v, s, name, *(f"{y:.3f}" for y in x)))
     md.append("")
     md.append("## Mapping the BAR: a second pass, every page mapped\n")
     md.append("| size | variant | C/BAR | Rust/BAR | BAR: first touch/second pass |")
     md.append("|---|---|---|---|---|")
-    for s in sizes:
-        for v in variants:
-            k = {w: ("pass", v, s, w) for w in WHO}
-            if k["bar"] not in t:
-                continue
-            cb, rb = ratio(t, k["c"], k["bar"]), ratio(t, k["rust"], k["bar"])
-            ft = ratio(t, ("touch", v, s, "bar"), k["bar"])
-            md.append(f"| {size_str(s)} | {v} | {fmt(cb)} | {fmt(rb)} | {fmt(ft)} |")
-            for name, x in (("C/BAR", cb), ("Rust/BAR", rb), ("BAR touch/pass", ft)):
-                if x:
-                    summary.append(("pass", v, s, name, *(f"{y:.3f}" for y in x)))
+    for s, v, k in cases(t, "pass", sizes, variants):
+        cb, rb = ratio(t, k["c"], k["bar"]), ratio(t, k["rust"], k["bar"])
+        ft = ratio(t, ("touch", v, s, "bar"), k["bar"])
+        md.append(f"| {size_str(s)} | {v} | {fmt(cb)} | {fmt(rb)} | {fmt(ft)} |")
+        for name, x in (("C/BAR", cb), ("Rust/BAR", rb), ("BAR touch/pass", ft)):
+            if x:
+                summary.append(("pass", v, s, name, *(f"{y:.3f}" for y in x)))
     md.append("")
 
     md.append("## Export, import, revoke\n")
