@@ -78,11 +78,11 @@ def main(src, dst):
     reps = len({r for v in t.values() for r in v})
     sizes = sorted({k[2] for k in t if k[0] == "touch"})
     variants = ["aligned", "unaligned", "null"]
-    summary = [("bench", "variant", "param", "figure", "median", "min", "max")]
+    summary = [("bench", "variant", "param", "figure", "median", "q1", "q3")]
     md = []
     md.append("# tools/bench: BAR mmap, C and Rust dma-buf exporters, one boot\n")
     md.append(f"Kernel {env.get('kernel', '?')} without debug options (tools/build bench), "
-              f"QEMU TCG, {env.get('cpus', '?')} vCPUs ({env.get('cpu', '?')}; 1 GiB pages: "
+              f"QEMU TCG, vCPUs: {env.get('cpus', '?')} ({env.get('cpu', '?')}; 1 GiB pages: "
               f"{env.get('pdpe1gb', '?')}), ivshmem BAR2 `{env.get('bar2', '?')}` backed by a "
               f"sparse host file, no-IOMMU mode. {reps} repetitions after a warm-up, the BAR "
               "mmap and the two exporters in turn, in an order rotated every repetition. "
@@ -90,6 +90,7 @@ def main(src, dst):
               "same repetition, with the first and third quartiles of those ratios in "
               "parentheses, or a count of page faults (the same in every repetition unless "
               "several are given).\n")
+    md.append(f"Series: {env.get('series', '?')}.\n")
 
     taps = sorted(src.glob("placement-*.tap"))
     if taps:
@@ -158,6 +159,22 @@ def main(src, dst):
                 if x:
                     summary.append((b, v, n, name, *(f"{y:.3f}" for y in x)))
     md.append("")
+    md.append("How revoke grows: the cost of each mmap or import added from n to 4n, "
+              "over the cost of a revoke with one (median over the repetitions):\n")
+    md.append("| operation | n to 4n | C | Rust |")
+    md.append("|---|---|---|---|")
+    for b, v in ops[2:]:
+        ns = sorted({k[2] for k in t if k[0] == b and k[1] == v})
+        for lo, hi in zip(ns, ns[1:]):
+            cells = []
+            for w in ("c", "rust"):
+                one, a, z = t[(b, v, ns[0], w)], t[(b, v, lo, w)], t[(b, v, hi, w)]
+                q = [(z[r] - a[r]) / (hi - lo) / one[r] for r in z if r in a and r in one]
+                cells.append(f"{statistics.median(q):.3f}" if q else "-")
+                if q:
+                    summary.append((b, v, hi, f"{w} per added item / one", f"{statistics.median(q):.3f}", "", ""))
+            md.append(f"| {b} ({v}) | {lo} to {hi} | {cells[0]} | {cells[1]} |")
+    md.append("")
     md.append("![the figures above as plots](bench.png)\n")
     (dst / "bench.md").write_text("\n".join(md))
     with open(dst / "summary.tsv", "w", newline="") as fh:
@@ -205,7 +222,6 @@ def plot(t, f, sizes, variants, ops, out, env):
             a.errorbar(ns, [x[0] for x in r], yerr=[[x[0] - x[1] for x in r],
                        [x[2] - x[0] for x in r]], fmt="-" if v == "mmaps" else "--",
                        color=color[w], marker="o", capsize=2, label=f"{WHO[w]}, {v}")
-        a.plot(ns, ns, color="gray", lw=0.5, label="linear" if v == "mmaps" else None)
     a.set(xscale="log", yscale="log", xlabel="live mmaps or imports",
           ylabel="revoke time / revoke time with 1", title="Revoke: how it grows")
     a.legend(fontsize=7)

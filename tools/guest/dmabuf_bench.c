@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The Rust dma-buf exporter of vfio-pci-core against the C one, in one
- * boot: each measurement runs in ROUNDS rounds that alternate between
- * the exporters (vfio_pci_core.dmabuf_rust), and what is printed is the
- * Rust/C ratio of the median per-operation times, with the range of the
- * per-round ratios, and the page faults each exporter took. Timings are
- * never printed: they mean little on a debug kernel under TCG, their
- * ratio does.
+ * The Rust dma-buf exporter of vfio-pci-core against the C one, and the
+ * BAR mmap of the device fd against both, in one boot.
+ *
+ * In the first form, each measurement runs in ROUNDS rounds that
+ * alternate between the exporters (vfio_pci_core.dmabuf_rust), and what
+ * is printed is the Rust/C ratio of the median per-operation times, with
+ * the range of the per-round ratios, and the page faults each exporter
+ * took. Timings are never printed: they mean little on a debug kernel
+ * under TCG, their ratio does. The second form writes the times, for
+ * tools/bench.py to turn into ratios of the same repetition.
  *
  *   dmabuf_bench BDF
  *   dmabuf_bench -o FILE [-n REPS] [-s MAX_SIZE] BDF
@@ -19,7 +22,7 @@
  *
  * The second form is tools/bench's: one row per measurement to FILE
  * (TSV: bench, variant, parameter, who, repetition, ns, page faults),
- * REPS repetitions (default 15) of every measurement for the BAR mmap of
+ * REPS repetitions (default 18) of every measurement for the BAR mmap of
  * the device fd and for the dma-bufs of both exporters, in an order that
  * rotates between repetitions:
  *   touch/pass  first touch of every page of a mapping of the first N
@@ -293,7 +296,7 @@ static double median(double *v, int n)
 /* --- tools/bench: the full measurements, as TSV rows --- */
 
 static FILE *tsv;
-static int reps = 15;
+static int reps = 18;
 static unsigned long max_size;
 
 static void row(const char *bench, const char *variant, unsigned long param,
@@ -369,7 +372,7 @@ static void bench_touch(unsigned long len, int v, int who, int rep)
 	unsigned long n = len < TOUCH_MIN ? TOUCH_MIN / len : 1;
 	unsigned long res_len, i;
 	double t_first = 0, t_pass = 0;
-	long faults = -1, f;
+	long faults = -1, pass_faults = 0, f;
 	char *p, *res;
 	int fd;
 
@@ -385,12 +388,13 @@ static void bench_touch(unsigned long len, int v, int who, int rep)
 		/* the faults of one mapping: the largest, if they differ */
 		faults = f > faults ? f : faults;
 		t_pass += touch(p, len, &f);
+		pass_faults = f > pass_faults ? f : pass_faults;
 		munmap(res, res_len);
 		if (who != BAR_MMAP)
 			close(fd);
 	}
 	row("touch", variants[v], len, who_name[who], rep, t_first / n, faults);
-	row("pass", variants[v], len, who_name[who], rep, t_pass / n, 0);
+	row("pass", variants[v], len, who_name[who], rep, t_pass / n, pass_faults);
 }
 
 /* n ranges of 64 KiB, 128 KiB apart: a dma-buf of n discontiguous pieces */
@@ -409,6 +413,18 @@ static int export_ranges(int n)
 	return fd;
 }
 
+/* the exporter the next dma-bufs come from, for checking that they do */
+static int exporter_in_use;
+
+static int export_checked(unsigned long offset, unsigned long length)
+{
+	int fd = export(offset, length);
+
+	if (!made_by(fd, exporter_in_use))
+		bail("dma-buf of the wrong exporter", EINVAL);
+	return fd;
+}
+
 /* export+close, and iommufd import+unmap, of a dma-buf of @n ranges */
 static void bench_export_import(int n, int who, int rep)
 {
@@ -422,6 +438,8 @@ static void bench_export_import(int n, int who, int rep)
 	row("export", "ranges", n, who_name[who], rep, (now_ns() - t) / ops, 0);
 
 	fd = export_ranges(n);
+	if (!made_by(fd, who))
+		bail("dma-buf of the wrong exporter", EINVAL);
 	t = now_ns();
 	for (i = 0; i < ops; i++) {
 		ret = ioas_map_file(iommu, fd, 0, n * SZ_64K, IOVA);
@@ -447,7 +465,7 @@ static void bench_revoke(int n, int who, int rep)
 	bool good = true;
 
 	for (k = 0; k < REVOKES; k++) {
-		fd = export(SZ_2M, SZ_64K);
+		fd = export_checked(SZ_2M, SZ_64K);
 		for (i = 0; i < n; i++) {
 			p[i] = mmap(NULL, SZ_64K, PROT_READ | PROT_WRITE,
 				    MAP_SHARED, fd, 0);
@@ -464,7 +482,7 @@ static void bench_revoke(int n, int who, int rep)
 		}
 		close(fd);
 
-		fd = export(SZ_2M, SZ_64K);
+		fd = export_checked(SZ_2M, SZ_64K);
 		for (i = 0; i < n; i++) {
 			ret = ioas_map_file(iommu, fd, 0, SZ_64K, IOVA + i * SZ_2M);
 			if (ret)
@@ -489,8 +507,10 @@ static void bench_revoke(int n, int who, int rep)
 /* who: the BAR mmap or an exporter, the next dma-bufs of which it makes */
 static void use(int who)
 {
-	if (who != BAR_MMAP)
+	if (who != BAR_MMAP) {
 		use_exporter(who);
+		exporter_in_use = who;
+	}
 }
 
 /*
@@ -498,8 +518,18 @@ static void use(int who)
  * for the BAR mmap and both exporters (or both exporters) back to back,
  * in an order that rotates from one measurement to the next, so that a
  * drift of the machine weighs on all alike and each ratio compares times
- * taken moments apart.
+ * taken moments apart. The first of a group also warmed up what the
+ * group touches first (more of the BAR, new kernel paths): each group is
+ * run once unwritten before it is measured.
  */
+static FILE *devnull, *out_file;
+
+/* rows go to @out if @yes, nowhere otherwise */
+static void written(bool yes, FILE *out)
+{
+	tsv = yes ? out : devnull;
+}
+
 static int run_full(void)
 {
 	unsigned long len;
@@ -507,40 +537,47 @@ static int run_full(void)
 
 	if (!max_size || max_size > bar_size)
 		max_size = bar_size;
+	if (max_size < SZ_2M)
+		bail("-s: less than 2 MiB", EINVAL);
+	out_file = tsv;
+	devnull = fopen("/dev/null", "w");
+	if (!devnull)
+		bail("/dev/null", errno);
 	for (r = -1; r < reps; r++) {
-		FILE *out = tsv;
+		/* the warm-up repetition is not written at all */
+		FILE *out = r < 0 ? devnull : out_file;
 
-		if (r < 0)
-			tsv = fopen("/dev/null", "w");
 		k = r + 1;
 		for (len = SZ_2M; len <= max_size; len = len * 4 > max_size &&
 		     len < max_size ? max_size : len * 4) {
 			for (v = 0; v < 3; v++, k++) {
-				for (i = 0; i < 3; i++) {
+				for (i = 0; i < 6; i++) {
+					written(i >= 3, out);
 					use((i + k) % 3);
 					bench_touch(len, v, (i + k) % 3, r);
 				}
 			}
 		}
 		for (n = 1; n <= 64; n *= 4, k++) {
-			for (i = 0; i < 2; i++) {
+			for (i = 0; i < 4; i++) {
+				written(i >= 2, out);
 				use((i + k) % 2);
 				bench_export_import(n, (i + k) % 2, r);
 			}
 		}
 		for (n = 1; n <= 256; n *= 4, k++) {
-			for (i = 0; i < 2; i++) {
+			for (i = 0; i < 4; i++) {
+				written(i >= 2, out);
 				use((i + k) % 2);
 				bench_revoke(n, (i + k) % 2, r);
 			}
 		}
-		if (r < 0) {
-			fclose(tsv);
-			tsv = out;
-		}
-		fflush(tsv);
-		fprintf(stderr, "dmabuf_bench: repetition %d of %d done\n", r + 1, reps);
+		fflush(out_file);
+		if (r >= 0)
+			fprintf(stderr, "dmabuf_bench: repetition %d of %d done\n", r + 1, reps);
 	}
+	tsv = out_file;
+	fclose(devnull);
 	use_exporter(0);
 	return 0;
 }
@@ -578,14 +615,15 @@ int main(int argc, char **argv)
 	page_size = getpagesize();
 	if (access(RUST_PARAM, W_OK)) {
 		printf("1..0 # SKIP no Rust exporter (%s)\n", RUST_PARAM);
-		return 0;
+		/* a skip leaves tools/bench nothing to report */
+		return out ? 1 : 0;
 	}
 	iommu = iommu_init(default_iommu_mode);
 	device = vfio_pci_device_init(argv[optind], iommu);
 	bar_size = device->bars[BAR].info.size;
 	if (bar_size < 4 * SZ_2M) {
 		printf("1..0 # SKIP BAR%d of %s is smaller than 8 MiB\n", BAR, argv[optind]);
-		return 0;
+		return out ? 1 : 0;
 	}
 	if (out) {
 		tsv = fopen(out, "w");
